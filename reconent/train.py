@@ -1,0 +1,92 @@
+"""Ground truth by full training (SCIENCE §3): is this (σ_w², σ_b², depth) point trainable?
+
+Body plus Linear head, cross-entropy on the logits (the paper's code put a softmax and a tanh
+before the loss; we do not), plain SGD, lr 1e-3, batch 64. Stops after `epochs` or as soon as the
+accuracy exceeds `threshold`. The whole accuracy curve is kept so verdicts can be re-derived
+with other thresholds. A NaN/inf loss ends training with status 'diverged': that is data.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .models import DATA, Body, Classifier, stream
+
+
+@dataclass
+class TrainResult:
+    accuracy: list[float]  # after each epoch, on the evaluation set
+    train_loss: list[float]  # mean cross-entropy of each epoch
+    epochs: int  # epochs actually run
+    threshold: float
+    reached: bool  # accuracy exceeded the threshold
+    status: str  # 'ok' or 'diverged'
+    seconds: float
+    device: str
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracy[-1] if self.accuracy else float("nan")
+
+    def summary(self) -> dict:
+        return {**asdict(self), "final_accuracy": self.final_accuracy}
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device, chunk: int = 1024) -> float:
+    model.eval()
+    hits = sum(int((model(x[i:i + chunk].to(device)).argmax(1) == y[i:i + chunk].to(device)).sum())
+               for i in range(0, len(x), chunk))
+    model.train()
+    return hits / len(x)
+
+
+def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torch.Tensor | None = None,
+          eval_y: torch.Tensor | None = None, *,
+          epochs: int = 1, threshold: float = 0.8, lr: float = 1e-3, batch_size: int = 64, n_classes: int = 10,
+          train_samples: int | None = None, device: str | torch.device = "cpu",
+          on_epoch: Callable[[int, float, float], None] | None = None) -> TrainResult:
+    """Train body+head with SGD; `on_epoch(epoch, accuracy, loss)` is called after each epoch.
+
+    With eval_x None the accuracy is measured on the (subsetted) training set: that is the
+    memorisation criterion used for white noise with random labels.
+    """
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    gen = stream(body.seed, 0, DATA)
+    if train_samples is not None and train_samples < len(train_x):
+        idx = torch.randperm(len(train_x), generator=gen)[:train_samples]
+        train_x, train_y = train_x[idx], train_y[idx]
+    if eval_x is None:
+        eval_x, eval_y = train_x, train_y
+    model = Classifier(body, n_classes).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = nn.CrossEntropyLoss()
+    accs, losses, status = [], [], "ok"
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(len(train_x), generator=gen)
+        total, n = torch.zeros((), device=device), 0
+        for i in range(0, len(perm), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = loss_fn(model(train_x[idx].to(device)), train_y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+            n += len(idx)
+        mean_loss = float(total) / n
+        losses.append(mean_loss)
+        accs.append(accuracy(model, eval_x, eval_y, device))
+        if on_epoch is not None:
+            on_epoch(epoch, accs[-1], mean_loss)
+        if not torch.isfinite(torch.tensor(mean_loss)):
+            status = "diverged"
+            break
+        if accs[-1] > threshold:
+            break
+    return TrainResult(accs, losses, len(accs), threshold, bool(accs and accs[-1] > threshold), status,
+                       time.perf_counter() - t0, str(device))
