@@ -142,7 +142,8 @@ def cmd_bench_probe(a) -> None:
 
 # ---------------------------------------------------------------- main
 def parser() -> Parser:
-    p = Parser(prog="reconent", description=__doc__.splitlines()[0])
+    p = Parser(prog="reconent", description="Predict which initialisations and depths of a network will train, "
+               "with the cascade reconstruction-entropy probe (arXiv:2406.12916).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     q = sub.add_parser("probe", help="run the cascade probe on one network")
