@@ -1,0 +1,134 @@
+"""The three boundaries L*(σ_w²): predicted by the probes, measured by training, and mean-field theory.
+
+Every boundary is an interval [lo, hi] of depths, because each source only resolves it so far:
+- predicted: lo = hi = cutoff of the deepest probe; when the probe saw no plateau, [its depth, ∞).
+- true: lo = the deepest trainable depth below the first untrainable one, hi = (first untrainable) - 1;
+  the trained depths are a grid, so the truth is only known to lie in between. All trainable: [max, ∞).
+- theory: the point 6·ξ_c(σ_w², σ_b²) of reconent.theory.
+Distances between boundaries are gaps between intervals (0 when they overlap), so a coarse training grid
+is not counted against the prediction.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .. import theory
+from .frames import GROUP
+
+KEYS = GROUP + ["sigma_w2"]
+
+
+def _gkey(df):
+    return df.groupby(KEYS, dropna=False, sort=True)
+
+
+def deepest_probes(probes: pd.DataFrame) -> pd.DataFrame:
+    """One row per (group, σ_w², seed): the deepest probe. By the prefix property its profile contains every
+    shallower probe's, so its cutoff speaks for all depths up to its own."""
+    if not len(probes):
+        return probes
+    idx = probes.sort_values("depth").groupby(KEYS + ["seed"], dropna=False, sort=False).tail(1).index
+    return probes.loc[idx].sort_values(KEYS + ["seed"])
+
+
+def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, σ_w², seed): predicted interval [pred_lo, pred_hi] from the deepest probe."""
+    d = deepest_probes(probes)
+    out = d[KEYS + ["seed", "depth", "cutoff", "censored"]].rename(columns={"depth": "probe_depth"}).copy()
+    out["pred_lo"] = np.where(out["censored"], out["probe_depth"], out["cutoff"]).astype(float)
+    out["pred_hi"] = np.where(out["censored"], np.inf, out["cutoff"]).astype(float)
+    return out.reset_index(drop=True)
+
+
+def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, rng=0) -> pd.DataFrame:
+    """Per (group, σ_w²): predicted L* = median over seeds of the deepest probe's cutoff (`pred_lo`, `pred_hi`
+    the median interval), with a bootstrap percentile interval over seeds (`ci_lo`, `ci_hi`; NaN for one seed).
+
+    Predicted trainable(σ_w², depth) = depth <= L*; untrainable when depth > pred_hi; unknown in between
+    (only when the probe saw no plateau and depth is beyond the probe).
+    """
+    sb = seed_boundaries(probes)
+    rng = np.random.default_rng(rng)
+    rows = []
+    for key, g in _gkey(sb):
+        lo, hi = g["pred_lo"].to_numpy(), g["pred_hi"].to_numpy()
+        r = dict(zip(KEYS, key), pred_lo=float(np.median(lo)), pred_hi=float(np.median(hi)), n_seeds=len(g),
+                 probe_depth=int(g["probe_depth"].max()), censored=bool(np.median(hi) == np.inf))
+        r["ci_lo"] = r["ci_hi"] = np.nan
+        if len(g) > 1:
+            boots = np.median(rng.choice(lo, size=(n_boot, len(lo))), axis=1)
+            r["ci_lo"], r["ci_hi"] = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2])
+        rows.append(r)
+    return pd.DataFrame(rows, columns=KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth",
+                                              "censored"])
+
+
+def predict(pred_lo: float, pred_hi: float, depth) -> object:
+    """True / False / NaN (unknown) for a depth against a predicted interval."""
+    return True if depth <= pred_lo else (False if depth > pred_hi else np.nan)
+
+
+def depth_verdicts(trains: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, σ_w², depth): the fraction of seeds with a known verdict that trained, and the majority
+    verdict (trainable when at least half of them trained; NaN when no seed has a known verdict)."""
+    t = trains[trains["trainable"].notna()].assign(trainable=lambda d: d["trainable"].astype(float))
+    g = t.groupby(KEYS + ["depth"], dropna=False, sort=True)["trainable"]
+    out = g.agg(frac="mean", n="size").reset_index()
+    out["trainable"] = out["frac"] >= 0.5
+    return out
+
+
+def true_boundary(trains: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, σ_w²): walking the trained depths upwards, `true_lo` = the deepest trainable depth before the
+    first untrainable one (0 if the shallowest is untrainable), `true_hi` = first untrainable - 1 (∞ if none).
+    `n_violations` counts trainable depths above the first untrainable one (a non-monotone column)."""
+    rows = []
+    for key, g in _gkey(depth_verdicts(trains)):
+        g = g.sort_values("depth")
+        d, ok = g["depth"].to_numpy(), g["trainable"].to_numpy(bool)
+        first_bad = int(np.argmin(ok)) if not ok.all() else len(ok)
+        lo = float(d[first_bad - 1]) if first_bad > 0 else 0.0
+        hi = float(d[first_bad] - 1) if first_bad < len(ok) else np.inf
+        rows.append(dict(zip(KEYS, key), true_lo=lo, true_hi=hi, n_depths=len(d), censored=bool(ok.all()),
+                         n_violations=int(ok[first_bad:].sum())))
+    return pd.DataFrame(rows, columns=KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations"])
+
+
+def theory_depth(sigma_w2, sigma_b2: float, activation: str, factor: float = 6.0):
+    """factor·ξ_c from reconent.theory (NaN where the activation has no mean-field model there)."""
+    try:
+        return theory.trainable_depth(sigma_w2, sigma_b2, activation, factor=factor)
+    except ValueError:
+        return np.full(np.shape(sigma_w2), np.nan) if np.ndim(sigma_w2) else math.nan
+
+
+def critical(sigma_b2: float, activation: str) -> float:
+    try:
+        return theory.critical_sigma_w2(sigma_b2, activation)
+    except ValueError:
+        return math.nan
+
+
+def theory_boundary(points: pd.DataFrame, factor: float = 6.0) -> pd.DataFrame:
+    """Per (group, σ_w²) present in `points`: theory_depth = factor·ξ_c and the group's critical σ_w²,
+    computed from each group's own σ_b² (the CNN's σ_b² ≈ 2e-5 included) and activation."""
+    keys = points[KEYS].drop_duplicates().sort_values(KEYS).reset_index(drop=True)
+    keys["theory_depth"] = [float(theory_depth(w, b, a, factor)) for w, b, a in
+                            zip(keys["sigma_w2"], keys["sigma_b2"], keys["activation"])]
+    keys["critical_sigma_w2"] = [critical(b, a) for b, a in zip(keys["sigma_b2"], keys["activation"])]
+    return keys
+
+
+def _logd(x):
+    return np.log(np.maximum(np.asarray(x, float), 1.0))  # depth 0 (nothing trains) floored at 1
+
+
+def gap(a_lo, a_hi, b_lo, b_hi, log: bool = False):
+    """Distance between depth intervals [a_lo, a_hi] and [b_lo, b_hi]; 0 when they overlap."""
+    f = _logd if log else (lambda x: np.asarray(x, float))
+    a_lo, a_hi, b_lo, b_hi = f(a_lo), f(a_hi), f(b_lo), f(b_hi)
+    with np.errstate(invalid="ignore"):
+        return np.maximum(0.0, np.maximum(a_lo - b_hi, b_lo - a_hi))

@@ -1,0 +1,165 @@
+"""Stored rows in, verdicts out: loading sweeps, checking columns, re-deriving cutoffs and training verdicts.
+
+The trials only measure (SCIENCE §7); every verdict here is recomputed from the raw measurements with
+the rule as a parameter, so changing rtol or the accuracy threshold never needs a re-run.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..entropy import cutoff_from_normalised
+
+SCHEMA_VERSION = 1  # the row schema of docs/CONTRACT.md this analysis reads
+# One predicted/true boundary L*(σ_w²) per group: everything except σ_w², depth and seed.
+GROUP = ["dataset", "arch", "activation", "width", "channels", "sigma_b2"]
+# Columns without which a part of the analysis cannot run, per kind (all exist since schema version 1).
+NEEDS = {
+    "probe": ["sigma_w2", "sigma_b2", "depth", "seed", "status", "rtol", "relative_entropy_norm_median"],
+    "train": ["sigma_w2", "sigma_b2", "depth", "seed", "status", "threshold", "epochs", "accuracy"],
+}
+OPTIONAL = {  # used when present: figures and cost tables degrade gracefully without them
+    "probe": ["relative_entropy_median", "differential_entropy", "seconds"],
+    "train": ["epochs_run", "seconds"],
+}
+
+
+class AnalysisError(ValueError):
+    """Nothing can be done (one line; the CLI prints it as `reconent: error: ...`)."""
+
+
+class AnalysisWarning(UserWarning):
+    """Something the reader must know; the analysis also collects these lines in its `notes`."""
+
+
+def load(uris, kind: str) -> pd.DataFrame:
+    """Rows of one or several sweeps (a URI each: `<storage>/<sweep name>`), concatenated; empty if none."""
+    uris = [uris] if isinstance(uris, str) else list(uris)
+    frames = [_load_one(u, kind) for u in uris]
+    frames = [f for f in frames if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _load_one(uri: str, kind: str):
+    try:
+        from .. import results  # the project's loader: knows quarantine, schema versions, remote stores
+    except ImportError:  # pragma: no cover - only while results.py is missing
+        results = None
+    if results is not None and hasattr(results, "load"):
+        return results.load(uri, kind)
+    try:
+        return pd.read_parquet(f"{str(uri).rstrip('/')}/{kind}")
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame:
+    """Raise a one-line AnalysisError naming the missing columns and the schema they need; fill the
+    optional ones with NaN and say so. Returns a copy with GROUP columns present (None where absent)."""
+    if df is None or not len(df):
+        return pd.DataFrame(columns=GROUP + NEEDS[kind])
+    missing = [c for c in NEEDS[kind] if c not in df.columns]
+    if missing:
+        found = sorted(map(str, df["schema_version"].dropna().unique())) if "schema_version" in df else ["unknown"]
+        raise AnalysisError(f"{kind} results lack column(s) {', '.join(missing)}; the analysis needs reconent "
+                            f"row schema version >= {SCHEMA_VERSION} (found schema version {', '.join(found)})")
+    df = df.copy()
+    for c in GROUP:
+        if c not in df:
+            df[c] = None
+    absent = [c for c in OPTIONAL[kind] if c not in df.columns]
+    if absent:
+        notes.append(f"{kind} results lack optional column(s) {', '.join(absent)} (schema version < "
+                     f"{SCHEMA_VERSION}?): the parts that need them are left out")
+        for c in absent:
+            df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(len)
+    # width/channels are None for the architectures that do not use them: a stable group key needs a value
+    for c in ("width", "channels"):
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
+
+
+def _usable(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame:
+    bad = df["status"].eq("error")
+    if bad.any():
+        notes.append(f"{int(bad.sum())} {kind} trial(s) with status 'error' are left out")
+    return df[~bad]
+
+
+def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+    """Probe rows with `cutoff` re-derived from `relative_entropy_norm_median` for `rtol` (None: each row's own
+    stored rtol), `rtol_used`, and `censored` (no plateau inside the probe: the boundary lies at or beyond it).
+
+    The last layer's normalised value is 1 by construction, so a cutoff of depth-1 means the entropy still
+    moved by more than rtol at the last step: the plateau has not set in within the probe, and the probe can
+    only say L* >= depth. Diverged probes (non-finite entropies) are dropped: their profile says nothing.
+    """
+    notes = [] if notes is None else notes
+    p = _usable(probes, "probe", notes)
+    div = ~p["status"].eq("ok")
+    if div.any():
+        notes.append(f"{int(div.sum())} probe(s) diverged (non-finite entropy) and give no prediction")
+    p = p[~div].copy()
+    if rtol is not None and not (rtol > 0 and math.isfinite(rtol)):
+        raise AnalysisError(f"rtol must be a positive number, got {rtol}")
+    p["rtol_used"] = p["rtol"].astype(float) if rtol is None else float(rtol)
+    p["cutoff"] = [cutoff_from_normalised(np.asarray(r, float), t) for r, t in
+                   zip(p["relative_entropy_norm_median"], p["rtol_used"])]
+    p["censored"] = p["cutoff"] >= p["depth"] - 1
+    return p
+
+
+def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+    """Training rows with `trainable` re-derived from the stored accuracy curve for `threshold` (None: each
+    row's own stored threshold): True / False / NaN (unknown), plus `threshold_used`.
+
+    Reached = some epoch's accuracy > threshold. A run that stopped early (it reached its own, lower stored
+    threshold before its epoch budget) never ran the later epochs, so if it did not exceed a HIGHER threshold
+    the verdict is unknown (censored), not False. A diverged run is untrainable for every threshold.
+    """
+    notes = [] if notes is None else notes
+    t = _usable(trains, "train", notes).copy()
+    if threshold is not None and not (0 <= threshold <= 1):
+        raise AnalysisError(f"threshold is an accuracy in [0, 1], got {threshold}")
+    t["threshold_used"] = t["threshold"].astype(float) if threshold is None else float(threshold)
+    verdict = []
+    for acc, thr, status, run, budget in zip(t["accuracy"], t["threshold_used"], t["status"],
+                                             t["epochs_run"], t["epochs"]):
+        acc = np.asarray(acc if acc is not None else [], float)
+        if acc.size and np.nanmax(acc, initial=-np.inf) > thr:
+            verdict.append(True)
+        elif status == "diverged" or (run if pd.notna(run) else acc.size) >= budget:
+            verdict.append(False)
+        else:
+            verdict.append(np.nan)  # stopped early at its own threshold: later epochs unknown
+    t["trainable"] = pd.Series(verdict, index=t.index, dtype=object)
+    n_cens = int(t["trainable"].isna().sum())
+    if n_cens:
+        notes.append(f"{n_cens} training trial(s) stopped early at their stored threshold and never saw the "
+                     f"higher threshold asked for: their verdict is unknown (censored) and left out of the scores")
+    return t
+
+
+def group_label(key) -> str:
+    """A short human label for a GROUP key tuple, naming only what is set."""
+    d = dict(zip(GROUP, key if isinstance(key, tuple) else (key,)))
+    size = f"width {d['width']}" if d["width"] is not None else (f"{d['channels']} channels"
+                                                                 if d["channels"] is not None else "")
+    return ", ".join(s for s in (f"{d['arch']} {d['activation']}", size, f"σ_b²={d['sigma_b2']:g}",
+                                 str(d["dataset"])) if s)
+
+
+def per_layer(probes: pd.DataFrame, columns=("relative_entropy_median", "relative_entropy_norm_median",
+                                             "differential_entropy")) -> pd.DataFrame:
+    """Long table: one row per (probe, layer ℓ = 1..depth) with the per-layer list columns unrolled."""
+    cols = [c for c in columns if c in probes]
+    keep = GROUP + ["sigma_w2", "depth", "seed"]
+    rows = []
+    for _, r in probes.iterrows():
+        n = int(r["depth"])
+        vals = {c: (np.asarray(r[c], float) if r[c] is not None and np.ndim(r[c]) else np.full(n, np.nan))
+                for c in cols}
+        rows.append(pd.DataFrame({**{k: [r[k]] * n for k in keep}, "layer": np.arange(1, n + 1), **vals}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=keep + ["layer"] + cols)

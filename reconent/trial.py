@@ -1,0 +1,168 @@
+"""One sweep point, computed without Ray: `run_point(point, device) -> row` (docs/CONTRACT.md).
+
+Kept free of Ray so it can be tested and debugged as a plain function; reconent.sweep wraps it
+in a thin Tune trainable. Whatever goes wrong inside the science (a bad setting, a NaN) is a
+*result*: the row gets status 'error' (with the message) or 'diverged' and the trial succeeds,
+so Tune never retries it. Only failures outside this function (a dead worker, unwritable
+storage) reach Tune's FailureConfig.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+SCHEMA_VERSION = 1
+COORDS = ("sweep", "kind", "dataset", "arch", "activation", "width", "channels", "depth", "sigma_w2", "sigma_b2",
+          "seed")
+SETTINGS = {"probe": ("epochs", "batch_size", "lr", "rtol", "train_samples", "eval_samples"),
+            "train": ("epochs", "threshold", "lr", "batch_size", "train_samples", "accuracy_on")}
+PROBE_RESULTS = ("cutoff", "relative_entropy_median", "relative_entropy_mean", "relative_entropy_q25",
+                 "relative_entropy_q75", "relative_entropy_norm_median", "differential_entropy", "decoder_loss",
+                 "steps", "train_seconds", "path")
+TRAIN_RESULTS = ("accuracy", "train_loss", "epochs_run", "reached", "final_accuracy")
+RESULTS = {"probe": PROBE_RESULTS, "train": TRAIN_RESULTS}
+
+
+def point_id(point: dict) -> str:
+    """First 16 hex of sha256 of the canonical JSON of the point without `sweep` (CONTRACT.md).
+
+    reconent.spec.point_id is the reference; this copy keeps the trial usable without a spec."""
+    body = {k: v for k, v in point.items() if k != "sweep"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    """'auto' picks CUDA where this worker has it. Resolved on the worker, not the driver."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@functools.lru_cache(maxsize=1)
+def versions() -> dict:
+    def v(pkg):
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    from . import __version__
+
+    return {"reconent_version": __version__, "torch_version": v("torch"), "ray_version": v("ray"),
+            "python_version": platform.python_version(), "code_version": _code_version(__version__)}
+
+
+def _code_version(fallback: str) -> str:
+    # The git sha of the checkout the code runs from; a Ray job's working_dir has no .git, an
+    # installed wheel neither: then the package version is all we know.
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if out.returncode == 0 and len(sha) == 40:
+            return sha
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return fallback
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def empty_row(point: dict, **extra) -> dict:
+    """The row's identity columns plus every result column set to None (one schema for all statuses)."""
+    kind = point["kind"]
+    row = {"schema_version": SCHEMA_VERSION, "sweep": point.get("sweep"), "point_id": point_id(point),
+           "spec_hash": None, "kind": kind}
+    row.update({k: point.get(k) for k in COORDS if k not in row})
+    row.update({k: point.get(k) for k in SETTINGS[kind]})
+    row.update({"status": None, "error": None, "seconds": None, "device": None, "node": socket.gethostname(),
+                "node_id": None, "started_at": None, "finished_at": None})
+    row.update(versions())
+    row.update({k: None for k in RESULTS[kind]})
+    row.update(extra)
+    return row
+
+
+def run_point(point: dict, device: str = "cpu", *, data_root: str | None = None, download: bool = False,
+              on_epoch: Callable[[int, float, float], None] | None = None, **extra) -> dict:
+    """Compute one resolved point and return its full row. Never raises for the science's sake.
+
+    `on_epoch(epoch, accuracy, loss)` is passed to training (progress reports); `extra` columns
+    (spec_hash, node_id) are set on the row as given.
+    """
+    if point.get("kind") not in SETTINGS:
+        raise ValueError(f"point kind must be one of {sorted(SETTINGS)}, got {point.get('kind')!r}")
+    row = empty_row(point, **extra)
+    row["started_at"], t0 = _now(), time.perf_counter()
+    try:
+        row["device"] = device = resolve_device(device)
+        row.update(_probe(point, device, data_root, download) if point["kind"] == "probe"
+                   else _train(point, device, data_root, download, on_epoch))
+    except Exception as e:  # noqa: BLE001 -- any failure of the science is a result, not a retry
+        row["status"] = "error"
+        row["error"] = f"{type(e).__name__}: {e}"[:2000]
+        traceback.print_exc(limit=8, file=sys.stderr)  # the worker's log keeps the whole story
+    row["seconds"], row["finished_at"] = time.perf_counter() - t0, _now()
+    return row
+
+
+def _body(point: dict, shape):
+    from .models import build
+
+    return build(point["arch"], int(point["depth"]), shape, seed=int(point["seed"]), sigma_w2=float(point["sigma_w2"]),
+                 sigma_b2=float(point["sigma_b2"]), activation=point["activation"], width=point.get("width"),
+                 channels=point.get("channels"))
+
+
+def _probe(point: dict, device: str, data_root, download) -> dict:
+    from . import data
+    from .probe import probe
+
+    d = data.load(point["dataset"], data_root, download)
+    rtol = point.get("rtol")
+    if rtol is None:  # same default as `reconent probe`
+        rtol = 0.005 if point["arch"] == "mlp" else 0.01
+    r = probe(_body(point, d.shape), d.train_x, d.test_x, epochs=int(point["epochs"]),
+              batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=float(rtol),
+              train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device)
+    s = r.summary()
+    out = {k: s[k] for k in PROBE_RESULTS}
+    out["status"] = s["status"]
+    if s["status"] == "diverged":
+        out["error"] = "non-finite entropy or decoder loss"
+    return out
+
+
+def _train(point: dict, device: str, data_root, download, on_epoch) -> dict:
+    from . import data
+    from .train import train
+
+    d = data.load(point["dataset"], data_root, download)
+    on = point.get("accuracy_on", "test")
+    if on not in ("test", "train"):
+        raise ValueError(f"accuracy_on must be 'test' or 'train', got {on!r}")
+    ev_x, ev_y = (d.test_x, d.test_y) if on == "test" else (None, None)
+    r = train(_body(point, d.shape), d.train_x, d.train_y, ev_x, ev_y, epochs=int(point["epochs"]),
+              threshold=float(point["threshold"]), lr=float(point["lr"]), batch_size=int(point["batch_size"]),
+              n_classes=d.n_classes, train_samples=point.get("train_samples"), device=device, on_epoch=on_epoch)
+    s = r.summary()
+    out = {"accuracy": s["accuracy"], "train_loss": s["train_loss"], "epochs_run": s["epochs"],
+           "reached": s["reached"], "final_accuracy": s["final_accuracy"], "status": s["status"]}
+    if s["status"] == "diverged":
+        out["error"] = "non-finite training loss"
+    return out

@@ -1,0 +1,89 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from reconent.cli import main
+
+FAST = ["--depth", "3", "--width", "32", "--train-samples", "128", "--eval-samples", "16"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_probe_json_contract(capsys, tmp_path):
+    png, rec = tmp_path / "p.png", tmp_path / "r.png"
+    code, out, _ = run(capsys, "probe", "--dataset", "mnist5k", "--arch", "mlp", "--sigma-w2", "1.76",
+                       "--sigma-b2", "0.05", "--seed", "0", "--device", "cpu", *FAST, "--json",
+                       "--plot", str(png), "--reconstructions", str(rec))
+    assert code == 0
+    o = json.loads(out)
+    assert isinstance(o["cutoff"], int) and 0 <= o["cutoff"] <= 3
+    assert len(o["relative_entropy_median"]) == 3 and len(o["differential_entropy"]) == 3
+    assert o["seconds"] > 0 and o["depth"] == 3 and o["device"] == "cpu"
+    assert png.stat().st_size > 10_000 and rec.stat().st_size > 10_000
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_probe_table(capsys):
+    code, out, _ = run(capsys, "probe", *FAST)
+    assert code == 0
+    assert "cutoff" in out and out.count("\n") >= 5
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["probe", "--depth", "0"], "--depth"),
+    (["probe", "--sigma-w2", "-1"], "--sigma-w2"),
+    (["probe", "--sigma-b2", "-0.1"], "--sigma-b2"),
+    (["probe", "--dataset", "imagenet"], "--dataset"),
+    (["probe", "--arch", "transformer"], "--arch"),
+    (["probe", "--depth", "two"], "--depth"),
+    (["theory", "--sigma-b2", "-1"], "--sigma-b2"),
+])
+def test_bad_arguments_give_one_line_and_exit_2(capsys, argv, flag):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("reconent: error:") and flag in err
+
+
+def test_missing_dataset_names_root_and_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, "probe", "--dataset", "fashion_mnist", "--data-root", str(tmp_path), *FAST)
+    assert code == 2 and str(tmp_path) in err and "download" in err and err.count("\n") == 1
+
+
+def test_cuda_without_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    code, _, err = run(capsys, "probe", "--device", "cuda", *FAST)
+    assert code == 2 and "cuda" in err
+
+
+def test_theory_json(capsys):
+    code, out, _ = run(capsys, "theory", "--sigma-b2", "0.05", "--json")
+    assert code == 0 and abs(json.loads(out)["critical_sigma_w2"] - 1.76) < 0.01
+    code, out, _ = run(capsys, "theory", "--sigma-b2", "0.05", "--sigma-w2", "1.0", "--activation", "tanh", "--json")
+    o = json.loads(out)
+    assert {"chi_1", "xi_c", "q_star", "c_star"} <= o.keys()
+    assert o["chi_1"] < 1 and o["phase"] == "ordered"
+
+
+def test_bench_probe_reports_efficiency(capsys):
+    code, out, _ = run(capsys, "bench", "probe", "--depth", "2", "--width", "64", "--steps", "4", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["device"] == "cpu"
+    assert o["gflops"] > 0 and o["peak_gflops"] > 0
+    assert o["efficiency"] == pytest.approx(o["gflops"] / o["peak_gflops"])
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("reconent") or str(__import__("pathlib").Path(sys.executable).parent / "reconent")
+    p = subprocess.run([exe, "theory", "--json"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "critical_sigma_w2" in json.loads(p.stdout)
