@@ -16,13 +16,16 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Roles of the independent random streams: one per (seed, layer, role).
 FORWARD, DECODER, HEAD, DATA = 0, 1, 2, 3
 
 ACTIVATIONS = ("tanh", "relu")
-ARCHS = ("mlp",)
+ARCHS = ("mlp", "cnn", "resnet")
+DEFAULT_CHANNELS = {"cnn": 128, "resnet": 32}
+STEM_LAYERS = 3  # cnn/resnet: blocks before the `depth` counted ones (see `conv_stem`)
 
 
 def stream(seed: int, layer: int, role: int) -> torch.Generator:
@@ -91,9 +94,13 @@ class Dense(nn.Module):
 class Body(nn.Sequential):
     """A network body without classifier head: a sequence of blocks plus its input shape."""
 
-    def __init__(self, blocks: list[nn.Module], in_shape: tuple[int, ...], seed: int, arch: str):
+    def __init__(self, blocks: list[nn.Module], in_shape: tuple[int, ...], seed: int, arch: str, stem: int = 0):
         super().__init__(*blocks)
         self.in_shape, self.seed, self.arch = tuple(in_shape), seed, arch
+        # Blocks before the ones the architecture's `depth` counts (3 for cnn/resnet, 0 for the MLP).
+        # They are probe layers like any other: layer ℓ of a profile is block ℓ, so the depth-D
+        # cnn has D + 3 probe layers and a cutoff c means c - stem counted blocks.
+        self.stem = int(stem)
 
     @property
     def depth(self) -> int:
@@ -129,13 +136,216 @@ def mlp(depth: int, width: int = 784, in_features: int = 784, activation: str = 
     return Body(blocks, (in_features,), seed, "mlp")
 
 
+# ---------------------------------------------------------------- convolutional blocks
+# Shapes are per sample, (C, H, W). A conv block knows the shape it reads and the one it writes,
+# so its decoder can be built to map back onto exactly the block's input shape.
+
+def _conv_out(n: int, k: int, stride: int, padding: int) -> int:
+    return (n + 2 * padding - k) // stride + 1
+
+
+def _conv_weight(c_in: int, c_out: int, k: int, sigma_w2: float, sigma_b2: float, gen: torch.Generator):
+    """W ~ N(0, σ_w²/(C_in·k·k)), b ~ N(0, σ_b²): the fan-in convention of Xiao et al. 2018 (SCIENCE §4)."""
+    w = nn.Parameter(torch.empty(c_out, c_in, k, k), requires_grad=False)
+    b = nn.Parameter(torch.empty(c_out), requires_grad=False)
+    _normal_(w, math.sqrt(sigma_w2 / (c_in * k * k)), gen)
+    _normal_(b, math.sqrt(sigma_b2), gen)
+    return w, b
+
+
+def _circular(h: torch.Tensor, p: int) -> torch.Tensor:
+    return F.pad(h, (p, p, p, p), mode="circular") if p else h
+
+
+class ConvDecoder(nn.Module):
+    """g(h) = tanh(convT_n(… tanh(convT_1(h)) …)): a block's output shape back to its input shape.
+
+    Each stage is a ConvTranspose2d whose `padding` crops the full transposed output and whose
+    `output_padding` adds the row/column a stride-2 conv dropped, so stage i maps `shapes[i]` onto
+    exactly `shapes[i+1]` (e.g. 7×7 → 14×14, 14×14 → 28×28, 7×7 → 32 → 16… whatever the forward
+    conv did). Should a size not be reachable that way, the output is cropped (or zero-padded)
+    symmetrically. Init is PyTorch's ConvTranspose2d default, U(±1/√fan_in) for weight and bias
+    with torch's fan_in = weight.size(1)·k·k = C_out·k·k, drawn from the decoder's own stream.
+    """
+
+    def __init__(self, shapes: list[tuple[int, int, int]], k: int, strides: list[int], paddings: list[int],
+                 gen: torch.Generator):
+        super().__init__()
+        self.shapes = [tuple(s) for s in shapes]
+        self.convs = nn.ModuleList()
+        for (ci, hi, wi), (co, ho, wo), s, p in zip(self.shapes, self.shapes[1:], strides, paddings):
+            full = lambda n: (n - 1) * s + k - 2 * p  # noqa: E731 -- transposed-conv size without output_padding
+            op = (ho - full(hi), wo - full(wi))
+            op = op if all(0 <= o < max(s, 1) for o in op) else (0, 0)
+            t = nn.ConvTranspose2d(ci, co, k, stride=s, padding=p, output_padding=op)
+            bound = 1.0 / math.sqrt(co * k * k)
+            _uniform_(t.weight, bound, gen)
+            _uniform_(t.bias, bound, gen)
+            self.convs.append(t)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        for t, shape in zip(self.convs, self.shapes[1:]):
+            h = torch.tanh(_fit(t(h), shape[1:]))
+        return h
+
+
+def _fit(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Crop (or zero-pad) the last two dims symmetrically to hw; a no-op when they already match."""
+    dh, dw = hw[0] - x.shape[-2], hw[1] - x.shape[-1]
+    if dh == dw == 0:
+        return x
+    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))  # negative pads crop
+
+
+class Conv(nn.Module):
+    """h = pad_circ(φ(conv_{k,stride,padding}(x) + b)): one conv layer of the Xiao et al. CNN.
+
+    `padding` is the conv's zero padding; `circular` the circular padding applied after φ (the
+    deep blocks use padding 0 and circular 1, so 7×7 → 5×5 → 7×7). The decoder is one transposed
+    conv with the same k and stride and padding + circular as its crop, then tanh.
+    """
+
+    def __init__(self, in_shape, c_out: int, act: str, sigma_w2: float, sigma_b2: float, gen: torch.Generator,
+                 k: int = 3, stride: int = 1, padding: int = 1, circular: int = 0):
+        super().__init__()
+        c, h, w = in_shape
+        self.k, self.stride, self.padding, self.circular, self.act = k, stride, padding, circular, act
+        self.phi = activation(act)
+        self.weight, self.bias = _conv_weight(c, c_out, k, sigma_w2, sigma_b2, gen)
+        self.conv_shape = (c_out, _conv_out(h, k, stride, padding), _conv_out(w, k, stride, padding))
+        if min(self.conv_shape[1:]) < 1:
+            raise ValueError(f"input {tuple(in_shape)} is too small for a {k}×{k} conv with stride {stride}")
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (c_out, self.conv_shape[1] + 2 * circular, self.conv_shape[2] + 2 * circular)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _circular(self.phi(F.conv2d(x, self.weight, self.bias, self.stride, self.padding)), self.circular)
+
+    def decoder(self, gen: torch.Generator) -> nn.Module:
+        return ConvDecoder([self.out_shape, self.in_shape], self.k, [self.stride], [self.padding + self.circular], gen)
+
+    def probe_flops(self, batch: int) -> float:
+        """Matmul work of one probe step (see reconent.bench): conv forward, plus the transposed-conv
+        decoder's forward and its weight gradient (no input gradient: h_ℓ is data)."""
+        (co, hc, wc), (_, ho, wo), ci = self.conv_shape, self.out_shape, self.in_shape[0]
+        kk = self.k * self.k
+        return 2.0 * batch * ci * kk * co * (hc * wc + 2 * ho * wo)
+
+
+class Residual(nn.Module):
+    """y = φ(F(x) + x), F = conv → pad → φ → conv → pad (both convs k×k without zero padding,
+    then circular padding, so the shape is kept). Two convs, both N(0, σ_w²/(C·k·k)), N(0, σ_b²),
+    drawn in order from the block's stream. The decoder has two transposed-conv stages, tanh after each.
+    """
+
+    def __init__(self, shape, act: str, sigma_w2: float, sigma_b2: float, gen: torch.Generator, k: int = 3):
+        super().__init__()
+        c, h, w = shape
+        if k % 2 != 1 or min(h, w) < k:
+            raise ValueError(f"residual block needs an odd kernel no larger than the image, got k={k} on {shape}")
+        self.k, self.pad, self.act = k, k // 2, act
+        self.phi = activation(act)
+        self.w1, self.b1 = _conv_weight(c, c, k, sigma_w2, sigma_b2, gen)
+        self.w2, self.b2 = _conv_weight(c, c, k, sigma_w2, sigma_b2, gen)
+        self.in_shape = self.out_shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.phi(_circular(F.conv2d(x, self.w1, self.b1), self.pad))
+        f = _circular(F.conv2d(f, self.w2, self.b2), self.pad)
+        return self.phi(f + x)
+
+    def decoder(self, gen: torch.Generator) -> nn.Module:
+        s = self.in_shape
+        return ConvDecoder([s, s, s], self.k, [1, 1], [self.pad, self.pad], gen)
+
+    def probe_flops(self, batch: int) -> float:
+        """Two conv forwards (on (H-k+1)² outputs); two decoder stages' forward and weight gradient,
+        plus the input gradient of the stage applied second (backprop reaches the first stage)."""
+        c, h, w = self.in_shape
+        kk = self.k * self.k
+        hc, wc = h - self.k + 1, w - self.k + 1
+        return 2.0 * batch * c * kk * c * (2 * hc * wc + 5 * h * w)
+
+
+def conv_stem(in_shape, channels: int, act: str, sigma_w2: float, sigma_b2: float, seed: int) -> list[nn.Module]:
+    """Layers 1-3 of the cnn and resnet: a 3×3 conv from C_in to `channels` (zero padding 1,
+    size kept), then two 3×3 convs of stride 2 with padding 1 (28 → 14 → 7, 32 → 16 → 8; in
+    general n → ⌈n/2⌉ → ⌈n/4⌉), each followed by φ. They are probe layers with decoders of their
+    own, since the cascade has to reach back to the input."""
+    blocks = []
+    shape = tuple(in_shape)
+    for l, (c_out, stride) in enumerate(((channels, 1), (channels, 2), (channels, 2)), 1):
+        blocks.append(Conv(shape, c_out, act, sigma_w2, sigma_b2, stream(seed, l, FORWARD), 3, stride, 1, 0))
+        shape = blocks[-1].out_shape
+    return blocks
+
+
+def _conv_checks(arch, depth, in_shape, channels, sigma_w2, sigma_b2):
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    if sigma_w2 < 0 or sigma_b2 < 0:
+        raise ValueError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, got {channels}")
+    if len(in_shape) != 3:
+        raise ValueError(f"{arch} needs an image input shape (C, H, W), got {tuple(in_shape)}")
+    if min(in_shape[1:]) < 9:  # after two stride-2 convs a 3×3 no-padding conv needs ≥ 3×3
+        raise ValueError(f"{arch} needs images of at least 9×9, got {tuple(in_shape)}")
+
+
+def cnn(depth: int, in_shape=(1, 28, 28), channels: int = 128, activation: str = "tanh", sigma_w2: float = 1.05,
+        sigma_b2: float = 2e-5, seed: int = 0) -> Body:
+    """The deep tanh CNN of Xiao et al. 2018 (SCIENCE §4): the 3-layer stem, then `depth` blocks of
+    conv 3×3 without padding → φ → circular padding 1 (7×7 → 5×5 → 7×7 on MNIST).
+
+    Probe layers: 1-3 are the stem, 4..depth+3 the counted blocks (`Body.stem` = 3).
+    """
+    in_shape = tuple(in_shape)
+    _conv_checks("cnn", depth, in_shape, channels, sigma_w2, sigma_b2)
+    blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed)
+    for l in range(STEM_LAYERS + 1, STEM_LAYERS + depth + 1):
+        blocks.append(Conv(blocks[-1].out_shape, channels, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD),
+                           3, 1, 0, 1))
+    return Body(blocks, in_shape, seed, "cnn", stem=STEM_LAYERS)
+
+
+def resnet(depth: int, in_shape=(1, 28, 28), channels: int = 32, activation: str = "tanh", sigma_w2: float = 1.05,
+           sigma_b2: float = 2e-5, seed: int = 0) -> Body:
+    """The same stem, then `depth` residual blocks y = φ(F(x) + x) (SCIENCE §4); `Body.stem` = 3."""
+    in_shape = tuple(in_shape)
+    _conv_checks("resnet", depth, in_shape, channels, sigma_w2, sigma_b2)
+    blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed)
+    for l in range(STEM_LAYERS + 1, STEM_LAYERS + depth + 1):
+        blocks.append(Residual(blocks[-1].out_shape, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD)))
+    return Body(blocks, in_shape, seed, "resnet", stem=STEM_LAYERS)
+
+
 def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, sigma_w2: float = 1.76,
-          sigma_b2: float = 0.05, activation: str = "tanh", width: int | None = None, **_) -> Body:
-    """Build a body by architecture name: the one place CLI and sweeps go through."""
+          sigma_b2: float = 0.05, activation: str = "tanh", width: int | None = None, channels: int | None = None,
+          **_) -> Body:
+    """Build a body by architecture name: the one place CLI and sweeps go through.
+
+    `depth` counts Dense layers (mlp) or the blocks after the 3-layer conv stem (cnn, resnet; the
+    body then has depth + 3 probe layers, see `Body.stem`). `width` is the MLP's hidden width
+    (default: the input size), `channels` the conv width (default 128 cnn, 32 resnet); giving one
+    to the other kind of architecture is an error. Defaults of σ_w², σ_b² are the MLP's; the
+    Xiao et al. CNN setting σ_b² = 2e-5 is a choice of the caller (CLI flag, sweep spec).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
     if arch == "mlp":
+        if channels is not None:
+            raise ValueError("channels applies to the cnn and resnet archs; the mlp has width")
         n = int(np.prod(in_shape))
         return mlp(depth, width or n, n, activation, sigma_w2, sigma_b2, seed)
-    raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
+    if width is not None:
+        raise ValueError(f"width applies to the mlp; the {arch} has channels")
+    shape = tuple(int(v) for v in in_shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    make = cnn if arch == "cnn" else resnet
+    return make(depth, shape, DEFAULT_CHANNELS[arch] if channels is None else int(channels), activation,
+                sigma_w2, sigma_b2, seed)
 
 
 class Classifier(nn.Module):

@@ -43,27 +43,28 @@ def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, rng=0) -> pd.DataFrame:
+def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, rng=0,
+                       seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (group, σ_w²): predicted L* = median over seeds of the deepest probe's cutoff (`pred_lo`, `pred_hi`
     the median interval), with a bootstrap percentile interval over seeds (`ci_lo`, `ci_hi`; NaN for one seed).
+    `seeds`: seed_boundaries(probes) when already computed.
 
     Predicted trainable(σ_w², depth) = depth <= L*; untrainable when depth > pred_hi; unknown in between
     (only when the probe saw no plateau and depth is beyond the probe).
     """
-    sb = seed_boundaries(probes)
-    rng = np.random.default_rng(rng)
-    rows = []
-    for key, g in _gkey(sb):
-        lo, hi = g["pred_lo"].to_numpy(), g["pred_hi"].to_numpy()
-        r = dict(zip(KEYS, key), pred_lo=float(np.median(lo)), pred_hi=float(np.median(hi)), n_seeds=len(g),
-                 probe_depth=int(g["probe_depth"].max()), censored=bool(np.median(hi) == np.inf))
-        r["ci_lo"] = r["ci_hi"] = np.nan
-        if len(g) > 1:
-            boots = np.median(rng.choice(lo, size=(n_boot, len(lo))), axis=1)
-            r["ci_lo"], r["ci_hi"] = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2])
-        rows.append(r)
-    return pd.DataFrame(rows, columns=KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth",
-                                              "censored"])
+    sb = seed_boundaries(probes) if seeds is None else seeds
+    g = sb.groupby(KEYS, dropna=False, sort=True)
+    out = g.agg(pred_lo=("pred_lo", "median"), pred_hi=("pred_hi", "median"), n_seeds=("seed", "size"),
+                probe_depth=("probe_depth", "max")).reset_index()
+    out["censored"] = np.isinf(out["pred_hi"])
+    out["ci_lo"] = out["ci_hi"] = np.nan
+    if n_boot > 0 and (out["n_seeds"] > 1).any():
+        rng = np.random.default_rng(rng)
+        for i, (_, lo) in enumerate(g["pred_lo"]):
+            if len(lo) > 1:
+                boots = np.median(rng.choice(lo.to_numpy(), size=(n_boot, len(lo))), axis=1)
+                out.loc[i, ["ci_lo", "ci_hi"]] = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2])
+    return out[KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth", "censored"]]
 
 
 def predict(pred_lo: float, pred_hi: float, depth) -> object:
@@ -85,16 +86,21 @@ def true_boundary(trains: pd.DataFrame) -> pd.DataFrame:
     """Per (group, σ_w²): walking the trained depths upwards, `true_lo` = the deepest trainable depth before the
     first untrainable one (0 if the shallowest is untrainable), `true_hi` = first untrainable - 1 (∞ if none).
     `n_violations` counts trainable depths above the first untrainable one (a non-monotone column)."""
-    rows = []
-    for key, g in _gkey(depth_verdicts(trains)):
-        g = g.sort_values("depth")
-        d, ok = g["depth"].to_numpy(), g["trainable"].to_numpy(bool)
-        first_bad = int(np.argmin(ok)) if not ok.all() else len(ok)
-        lo = float(d[first_bad - 1]) if first_bad > 0 else 0.0
-        hi = float(d[first_bad] - 1) if first_bad < len(ok) else np.inf
-        rows.append(dict(zip(KEYS, key), true_lo=lo, true_hi=hi, n_depths=len(d), censored=bool(ok.all()),
-                         n_violations=int(ok[first_bad:].sum())))
-    return pd.DataFrame(rows, columns=KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations"])
+    dv = depth_verdicts(trains)
+    cols = KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations"]
+    if not len(dv):
+        return pd.DataFrame(columns=cols)
+    bad = dv["depth"].where(~dv["trainable"], np.inf)
+    dv["first_bad"] = bad.groupby([dv[k] for k in KEYS], dropna=False).transform("min")
+    below = dv["trainable"] & (dv["depth"] < dv["first_bad"])
+    dv["lo"], dv["viol"] = dv["depth"].where(below, 0.0), dv["trainable"] & (dv["depth"] > dv["first_bad"])
+    out = dv.groupby(KEYS, dropna=False, sort=True).agg(
+        true_lo=("lo", "max"), first_bad=("first_bad", "min"), n_depths=("depth", "size"),
+        n_violations=("viol", "sum")).reset_index()
+    out["true_lo"] = out["true_lo"].astype(float)
+    out["true_hi"] = out["first_bad"] - 1
+    out["censored"] = np.isinf(out["first_bad"])
+    return out[cols]
 
 
 def theory_depth(sigma_w2, sigma_b2: float, activation: str, factor: float = 6.0):

@@ -75,9 +75,9 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
                      f"{SCHEMA_VERSION}?): the parts that need them are left out")
         for c in absent:
             df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(len)
-    # width/channels are None for the architectures that do not use them: a stable group key needs a value
+    # width/channels are None where the architecture has none: as float NaN they group and merge consistently
     for c in ("width", "channels"):
-        df[c] = df[c].astype(object).where(df[c].notna(), None)
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df
 
 
@@ -145,8 +145,8 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
 def group_label(key) -> str:
     """A short human label for a GROUP key tuple, naming only what is set."""
     d = dict(zip(GROUP, key if isinstance(key, tuple) else (key,)))
-    size = f"width {d['width']}" if d["width"] is not None else (f"{d['channels']} channels"
-                                                                 if d["channels"] is not None else "")
+    size = f"width {d['width']:.0f}" if pd.notna(d["width"]) else (f"{d['channels']:.0f} channels"
+                                                                    if pd.notna(d["channels"]) else "")
     return ", ".join(s for s in (f"{d['arch']} {d['activation']}", size, f"σ_b²={d['sigma_b2']:g}",
                                  str(d["dataset"])) if s)
 

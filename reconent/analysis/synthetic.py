@@ -1,0 +1,70 @@
+"""Synthetic result rows in the documented row schema (docs/CONTRACT.md) with a boundary you choose.
+
+For tests, examples and for checking the analysis without running a sweep. A probe row's normalised profile
+is built so that its cutoff at rtol 0.005 is exactly `cutoff`; a training row's accuracy curve reaches
+`peak` at its last epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+
+
+def _common(kind, sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed, settings,
+            seconds):
+    point = dict(kind=kind, dataset=dataset, arch=arch, activation=activation, width=width, channels=channels,
+                 depth=int(depth), sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2), seed=int(seed), **settings)
+    pid = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:16]
+    now = pd.Timestamp("2024-06-01", tz="UTC")
+    return dict(schema_version=1, sweep=sweep, point_id=pid, spec_hash="synthetic", **point, status="ok",
+                error=None, seconds=float(seconds), device="cpu", node="synthetic", started_at=now,
+                finished_at=now + pd.Timedelta(seconds=seconds), reconent_version="0.1.0", torch_version="n/a",
+                ray_version="n/a", python_version="3.11", code_version="synthetic")
+
+
+def profile(depth: int, cutoff: int, drift: float = 0.003) -> np.ndarray:
+    """A normalised median profile S_ℓ/S_L (ℓ = 1..depth) whose cutoff is `cutoff` for any rtol in
+    (drift, 0.5/(cutoff+1)): a rise to the plateau at `cutoff`, then a slow drift of at most `drift`."""
+    l = np.arange(1, depth + 1)
+    rise = 1 - 0.5 * np.clip(cutoff + 1 - l, 0, None) / (cutoff + 1)
+    tail = drift * np.clip(depth - l, 0, None) / max(depth - cutoff, 1)  # inside the plateau, below drift
+    return np.where(l <= cutoff, rise - drift, 1 - tail)
+
+
+def probe_row(sigma_w2, depth, cutoff, seed=0, sigma_b2=0.05, dataset="mnist5k", arch="mlp", activation="tanh",
+              width=784, channels=None, rtol=0.005, seconds=10.0, sweep="synthetic", status="ok") -> dict:
+    r = profile(depth, cutoff)
+    S = 0.5 * r  # S_L = 0.5 nats
+    d = _common("probe", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,
+                dict(epochs=1, batch_size=64, lr=1e-3, rtol=rtol, train_samples=4000, eval_samples=500), seconds)
+    return dict(d, status=status, cutoff=cutoff, relative_entropy_median=list(S), relative_entropy_mean=list(S),
+                relative_entropy_q25=list(0.9 * S), relative_entropy_q75=list(1.1 * S),
+                relative_entropy_norm_median=list(r), differential_entropy=list(-7.0 + np.log(r)),
+                decoder_loss=[0.01] * depth, steps=63, train_seconds=0.8 * seconds, path="stacked")
+
+
+def train_row(sigma_w2, depth, peak, seed=0, epochs=5, threshold=0.8, stop_early=True, sigma_b2=0.05,
+              dataset="mnist5k", arch="mlp", activation="tanh", width=784, channels=None, seconds=100.0,
+              sweep="synthetic", status="ok") -> dict:
+    """Accuracy climbs linearly to `peak` at the last epoch; with stop_early the run ends at the first epoch
+    above `threshold`, as reconent.train does."""
+    acc = list(np.linspace(0.1, peak, epochs))
+    if stop_early and peak > threshold:
+        acc = acc[:next(i for i, a in enumerate(acc) if a > threshold) + 1]
+    d = _common("train", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,
+                dict(epochs=epochs, threshold=threshold, lr=1e-3, batch_size=64, train_samples=4000,
+                     accuracy_on="test"), seconds * len(acc) / epochs)
+    return dict(d, status=status, accuracy=acc, train_loss=[2.3 - a for a in acc], epochs_run=len(acc),
+                reached=bool(acc[-1] > threshold), final_accuracy=acc[-1])
+
+
+def grid(boundary: dict, probe_depth: int, train_depths, seeds=(0,), **kw):
+    """Probe and training frames for a known boundary {σ_w²: L*}: one probe of `probe_depth` per σ_w² and seed
+    with cutoff L*, and training at each depth that reaches 0.9 when depth <= L* and stalls at 0.2 otherwise."""
+    probes = [probe_row(w, probe_depth, c, seed=s, **kw) for w, c in boundary.items() for s in seeds]
+    trains = [train_row(w, d, 0.9 if d <= c else 0.2, seed=s, **kw) for w, c in boundary.items()
+              for d in train_depths for s in seeds]
+    return pd.DataFrame(probes), pd.DataFrame(trains)
