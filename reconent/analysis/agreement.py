@@ -7,6 +7,8 @@ Uncertainty: a cluster bootstrap over seeds (resample whole seeds, probes and tr
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -38,7 +40,8 @@ def match(probes: pd.DataFrame, trains: pd.DataFrame) -> pd.DataFrame:
     """Training trials with the prediction for them: columns `predicted` (True/False/NaN), `pred_source`
     ('seed' or 'median'), `pred_lo`, `pred_hi`, plus the trial's `trainable`, `seconds` and `probe_seconds`."""
     if not len(trains) or not len(probes):
-        return pd.DataFrame(columns=KEYS + ["depth", "seed", "trainable", "predicted", "pred_source"])
+        return pd.DataFrame(columns=KEYS + ["depth", "seed", "trainable", "seconds", "pred_lo", "pred_hi", "predicted",
+                                     "pred_source"])
     sb = seed_boundaries(probes)
     pb = predicted_boundary(probes, n_boot=0)[KEYS + ["pred_lo", "pred_hi"]]
     t = trains[KEYS + ["depth", "seed", "trainable", "seconds"]]
@@ -66,40 +69,79 @@ def boundary_table(probes: pd.DataFrame, trains: pd.DataFrame, n_boot: int = 100
     return b
 
 
+class _Scorer:
+    """The scoring of `score` on integer-coded numpy arrays, so the seed bootstrap (hundreds of re-scorings)
+    costs milliseconds, not pandas merges. Same rules as match/true_boundary/boundary_table (tested equal)."""
+
+    def __init__(self, probes: pd.DataFrame, trains: pd.DataFrame):
+        sb, t = seed_boundaries(probes), trains[trains["trainable"].notna()]
+        self.seeds = sorted(set(sb["seed"]) | set(t["seed"]))
+        keys = pd.concat([sb[KEYS], t[KEYS]]).drop_duplicates().reset_index(drop=True)
+        code = lambda d: keys.reset_index().merge(d[KEYS], on=KEYS, how="right")["index"].to_numpy()  # noqa: E731
+        self.nk, sidx = len(keys), {s: i for i, s in enumerate(self.seeds)}
+        self.P = np.full((2, self.nk, max(len(self.seeds), 1)), np.nan)  # [lo/hi, key, seed]
+        if len(sb):
+            ks, ss = code(sb), sb["seed"].map(sidx).to_numpy()
+            self.P[0, ks, ss], self.P[1, ks, ss] = sb["pred_lo"], sb["pred_hi"]
+        self.tk, self.td = (code(t), t["depth"].to_numpy(float)) if len(t) else (np.zeros(0, int), np.zeros(0))
+        self.ty = t["trainable"].to_numpy(bool)
+        ts = t["seed"].map(sidx).to_numpy()
+        self.by_seed = [np.flatnonzero(ts == i) for i in range(len(self.seeds))]
+
+    def run(self, draw=None) -> dict:
+        draw = np.arange(len(self.seeds)) if draw is None else np.asarray(draw)
+        P = self.P[:, :, draw] if len(draw) else self.P[:, :, :0]
+        with warnings.catch_warnings():  # all-NaN keys (no probe) are expected: they stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(P, axis=2) if P.shape[2] else np.full(P.shape[:2], np.nan)  # (2, nk)
+        idx = [self.by_seed[s] for s in draw]
+        k_of = np.concatenate([np.full(len(i), k) for k, i in enumerate(idx)]) if idx else np.zeros(0, int)
+        i = np.concatenate(idx) if idx else np.zeros(0, int)
+        k, d, y = self.tk[i], self.td[i], self.ty[i]
+        lo, hi = P[0, k, k_of], P[1, k, k_of]
+        own = ~np.isnan(lo)
+        lo, hi = np.where(own, lo, med[0, k]), np.where(own, hi, med[1, k])
+        known = (d <= lo) | (d > hi)  # NaN bounds compare False: no prediction
+        c = confusion((d <= lo)[known], y[known])
+        out = dict(**c, n_scored=int(known.sum()), **metrics(c))
+        # true boundary per key: majority verdict per (key, depth), then the first failure walking upwards
+        kd, inv = np.unique(np.stack([k, d]), axis=1, return_inverse=True) if len(k) else (np.zeros((2, 0)), i)
+        frac = np.bincount(inv.ravel(), y, len(kd[0])) / np.bincount(inv.ravel(), minlength=len(kd[0]))
+        kk, dd, ok = kd[0].astype(int), kd[1], frac >= 0.5
+        first_bad = np.full(self.nk, np.inf)
+        np.minimum.at(first_bad, kk[~ok], dd[~ok])
+        tlo = np.full(self.nk, np.nan)
+        np.fmax.at(tlo, kk, np.where(ok & (dd < first_bad[kk]), dd, 0.0))
+        both = ~np.isnan(tlo) & ~np.isnan(med[0])
+        args = (med[0][both], med[1][both], tlo[both], (first_bad - 1)[both])
+        out["boundary_distance_depth"] = float(gap(*args).mean()) if both.any() else float("nan")
+        out["boundary_distance_log_depth"] = float(gap(*args, log=True).mean()) if both.any() else float("nan")
+        out["n_boundary_sigma_w2"] = int(both.sum())
+        return out
+
+
 def score(probes: pd.DataFrame, trains: pd.DataFrame) -> dict:
-    """Confusion counts, METRICS and the mean boundary distances over σ_w² covered by both."""
-    s = scored(match(probes, trains))
-    c = confusion(s["predicted"].astype(bool), s["trainable"].astype(bool))
-    out = dict(**c, n_scored=len(s), **metrics(c))
-    b = boundary_table(probes, trains, n_boot=0).dropna(subset=["pred_lo", "true_lo"])
-    out["boundary_distance_depth"] = float(b["distance_depth"].mean()) if len(b) else float("nan")
-    out["boundary_distance_log_depth"] = float(b["distance_log_depth"].mean()) if len(b) else float("nan")
-    out["n_boundary_sigma_w2"] = len(b)
-    return out
+    """Confusion counts, METRICS and the mean boundary distances over the σ_w² covered by both."""
+    return _Scorer(probes, trains).run()
 
 
-def _resample(df: pd.DataFrame, seeds, draw) -> pd.DataFrame:
-    # Seed k of the bootstrap sample is a copy of drawn seed s, relabelled k so repeats stay distinct trials.
-    parts = [df[df["seed"] == s].assign(seed=k) for k, s in enumerate(draw)]
-    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
-
-
-def bootstrap(probes: pd.DataFrame, trains: pd.DataFrame, n_boot: int = 200, ci: float = 0.95, rng=0) -> dict:
-    """Percentile intervals {metric: (lo, hi)} from resampling seeds with replacement; {} for fewer than 2 seeds."""
-    seeds = sorted(set(probes["seed"]) | set(trains["seed"]))
-    if len(seeds) < 2 or n_boot < 1:
+def bootstrap(probes: pd.DataFrame, trains: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, rng=0) -> dict:
+    """Percentile intervals {metric: (lo, hi)} from resampling seeds with replacement; {} unless the training
+    trials (with known verdicts) have at least 2 seeds. L*'s own interval over probe seeds is predicted_boundary's."""
+    sc = _Scorer(probes, trains)
+    # with one training seed every resample scores the same trials: an interval would only look precise
+    if len(set(trains.loc[trains["trainable"].notna(), "seed"])) < 2 or n_boot < 1:
         return {}
     rng = np.random.default_rng(rng)
     keys = METRICS + ["boundary_distance_depth", "boundary_distance_log_depth"]
-    vals = {k: [] for k in keys}
-    for _ in range(n_boot):
-        draw = rng.choice(seeds, size=len(seeds))
-        s = score(_resample(probes, seeds, draw), _resample(trains, seeds, draw))
-        for k in keys:
-            vals[k].append(s[k])
+    runs = [sc.run(rng.integers(len(sc.seeds), size=len(sc.seeds))) for _ in range(n_boot)]
     q = [(1 - ci) / 2, (1 + ci) / 2]
-    return {k: tuple(float(x) for x in np.nanquantile(v, q)) if np.isfinite(v).any() else (np.nan, np.nan)
-            for k, v in vals.items()}
+    out = {}
+    for k in keys:
+        v = np.array([r[k] for r in runs], float)
+        out[k] = tuple(float(x) for x in np.quantile(v[np.isfinite(v)], q)) if np.isfinite(v).any() else (
+            float("nan"), float("nan"))
+    return out
 
 
 def cost(probes: pd.DataFrame, trains: pd.DataFrame, matched: pd.DataFrame) -> pd.DataFrame:

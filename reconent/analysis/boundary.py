@@ -30,8 +30,9 @@ def deepest_probes(probes: pd.DataFrame) -> pd.DataFrame:
     shallower probe's, so its cutoff speaks for all depths up to its own."""
     if not len(probes):
         return probes
-    idx = probes.sort_values("depth").groupby(KEYS + ["seed"], dropna=False, sort=False).tail(1).index
-    return probes.loc[idx].sort_values(KEYS + ["seed"])
+    p = probes.reset_index(drop=True)
+    idx = p.sort_values("depth", kind="stable").groupby(KEYS + ["seed"], dropna=False, sort=False).tail(1).index
+    return p.loc[idx].sort_values(KEYS + ["seed"])
 
 
 def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:

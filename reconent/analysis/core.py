@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .agreement import boundary_table, bootstrap, cost, match, score, scored
+from .agreement import boundary_table, bootstrap, cost, match, score
 from .boundary import KEYS, critical, theory_boundary
-from .frames import GROUP, AnalysisError, AnalysisWarning, check_columns, load, probe_cutoffs, train_verdicts
+from .frames import GROUP, AnalysisError, AnalysisWarning, probe_cutoffs, train_verdicts
 
 
 @dataclass
@@ -67,15 +67,14 @@ def _clean(x):
 
 
 def analyse(probes: pd.DataFrame | None, trains: pd.DataFrame | None, rtol: float | None = None,
-            threshold: float | None = None, n_boot: int = 200, rng=0, warn: bool = False) -> Analysis:
+            threshold: float | None = None, n_boot: int = 1000, rng=0, warn: bool = False) -> Analysis:
     """Verdicts, boundaries, agreement and cost. rtol/threshold None keep each row's stored rule.
 
     Raises AnalysisError (one line) only when nothing can be done: no rows at all, or required columns
     missing. Everything else that limits the result goes into `notes` (and AnalysisWarning when warn=True).
     """
     notes: list[str] = []
-    probes, trains = check_columns(probes, "probe", notes), check_columns(trains, "train", notes)
-    if not len(probes) and not len(trains):
+    if (probes is None or not len(probes)) and (trains is None or not len(trains)):
         raise AnalysisError("no probe and no training results found: nothing to analyse")
     p = probe_cutoffs(probes, rtol, notes)
     t = train_verdicts(trains, threshold, notes)
@@ -128,6 +127,3 @@ def _edge_notes(p, t, m, s, b, notes):
     if viol.any():
         notes.append(f"training is not monotone in depth at {int((viol > 0).sum())} σ_w² value(s) ({int(viol.sum())} "
                      f"trainable depth(s) above an untrainable one): the true boundary is the first failure")
-
-
-__all__ = ["Analysis", "analyse", "load", "AnalysisError", "AnalysisWarning", "scored"]

@@ -35,46 +35,39 @@ class AnalysisWarning(UserWarning):
 
 
 def load(uris, kind: str) -> pd.DataFrame:
-    """Rows of one or several sweeps (a URI each: `<storage>/<sweep name>`), concatenated; empty if none."""
-    uris = [uris] if isinstance(uris, str) else list(uris)
-    frames = [_load_one(u, kind) for u in uris]
-    frames = [f for f in frames if f is not None and len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """Rows of `kind` from one or several sweeps (a URI each: `<storage>/<sweep name>`, or a storage root),
+    concatenated by reconent.results; an empty frame when none of them has rows of this kind."""
+    from .. import results
 
-
-def _load_one(uri: str, kind: str):
+    uris = [uris] if isinstance(uris, (str, bytes)) or hasattr(uris, "__fspath__") else list(uris)
     try:
-        from .. import results  # the project's loader: knows quarantine, schema versions, remote stores
-    except ImportError:  # pragma: no cover - only while results.py is missing
-        results = None
-    if results is not None and hasattr(results, "load"):
-        return results.load(uri, kind)
-    try:
-        return pd.read_parquet(f"{str(uri).rstrip('/')}/{kind}")
-    except (FileNotFoundError, OSError):
-        return None
+        return results.load([str(u) for u in uris], kind)
+    except results.NoResults:
+        return pd.DataFrame()
 
 
 def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame:
     """Raise a one-line AnalysisError naming the missing columns and the schema they need; fill the
     optional ones with NaN and say so. Returns a copy with GROUP columns present (None where absent)."""
     if df is None or not len(df):
-        return pd.DataFrame(columns=GROUP + NEEDS[kind])
-    missing = [c for c in NEEDS[kind] if c not in df.columns]
+        return pd.DataFrame(columns=list(dict.fromkeys(GROUP + NEEDS[kind] + OPTIONAL[kind])))
+    # reconent.results fills a column an older part lacks with nulls: all-null counts as missing
+    done = df[~df["status"].eq("error")] if "status" in df else df
+    missing = [c for c in NEEDS[kind] if c not in df.columns or (len(done) and done[c].isna().all())]
     if missing:
         found = sorted(map(str, df["schema_version"].dropna().unique())) if "schema_version" in df else ["unknown"]
         raise AnalysisError(f"{kind} results lack column(s) {', '.join(missing)}; the analysis needs reconent "
                             f"row schema version >= {SCHEMA_VERSION} (found schema version {', '.join(found)})")
-    df = df.copy()
+    df = df.reset_index(drop=True)  # frames concatenated by callers may repeat index labels
     for c in GROUP:
         if c not in df:
             df[c] = None
-    absent = [c for c in OPTIONAL[kind] if c not in df.columns]
+    absent = [c for c in OPTIONAL[kind] if c not in df.columns or (len(done) and done[c].isna().all())]
     if absent:
         notes.append(f"{kind} results lack optional column(s) {', '.join(absent)} (schema version < "
                      f"{SCHEMA_VERSION}?): the parts that need them are left out")
         for c in absent:
-            df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(len)
+            df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(lambda a: len(a) if a is not None else 0)
     # width/channels are None where the architecture has none: as float NaN they group and merge consistently
     for c in ("width", "channels"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
@@ -92,12 +85,12 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     """Probe rows with `cutoff` re-derived from `relative_entropy_norm_median` for `rtol` (None: each row's own
     stored rtol), `rtol_used`, and `censored` (no plateau inside the probe: the boundary lies at or beyond it).
 
-    The last layer's normalised value is 1 by construction, so a cutoff of depth-1 means the entropy still
+    The last layer's normalised value is 1 by construction, so a cutoff at the last-but-one layer means the entropy still
     moved by more than rtol at the last step: the plateau has not set in within the probe, and the probe can
     only say L* >= depth. Diverged probes (non-finite entropies) are dropped: their profile says nothing.
     """
     notes = [] if notes is None else notes
-    p = _usable(probes, "probe", notes)
+    p = _usable(check_columns(probes, "probe", notes), "probe", notes)
     div = ~p["status"].eq("ok")
     if div.any():
         notes.append(f"{int(div.sum())} probe(s) diverged (non-finite entropy) and give no prediction")
@@ -105,9 +98,13 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     if rtol is not None and not (rtol > 0 and math.isfinite(rtol)):
         raise AnalysisError(f"rtol must be a positive number, got {rtol}")
     p["rtol_used"] = p["rtol"].astype(float) if rtol is None else float(rtol)
-    p["cutoff"] = [cutoff_from_normalised(np.asarray(r, float), t) for r, t in
-                   zip(p["relative_entropy_norm_median"], p["rtol_used"])]
-    p["censored"] = p["cutoff"] >= p["depth"] - 1
+    # cnn/resnet profiles also cover the 3-layer conv stem (models.STEM_LAYERS): layer ℓ is block ℓ - stem
+    p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
+    p["stem"] = (p["n_layers"] - p["depth"]).clip(lower=0)
+    p["cutoff_layer"] = [cutoff_from_normalised(np.asarray(r, float), t) for r, t in
+                         zip(p["relative_entropy_norm_median"], p["rtol_used"])]
+    p["cutoff"] = (p["cutoff_layer"] - p["stem"]).clip(lower=0)  # in units of `depth`
+    p["censored"] = p["cutoff_layer"] >= p["n_layers"] - 1
     return p
 
 
@@ -120,7 +117,7 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
     the verdict is unknown (censored), not False. A diverged run is untrainable for every threshold.
     """
     notes = [] if notes is None else notes
-    t = _usable(trains, "train", notes).copy()
+    t = _usable(check_columns(trains, "train", notes), "train", notes).copy()
     if threshold is not None and not (0 <= threshold <= 1):
         raise AnalysisError(f"threshold is an accuracy in [0, 1], got {threshold}")
     t["threshold_used"] = t["threshold"].astype(float) if threshold is None else float(threshold)
@@ -145,21 +142,18 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
 def group_label(key) -> str:
     """A short human label for a GROUP key tuple, naming only what is set."""
     d = dict(zip(GROUP, key if isinstance(key, tuple) else (key,)))
-    size = f"width {d['width']:.0f}" if pd.notna(d["width"]) else (f"{d['channels']:.0f} channels"
-                                                                    if pd.notna(d["channels"]) else "")
+    size = (f"width {d['width']:.0f}" if pd.notna(d["width"]) else f"{d['channels']:.0f} channels"
+            if pd.notna(d["channels"]) else "width = input size" if d["arch"] == "mlp" else "")
     return ", ".join(s for s in (f"{d['arch']} {d['activation']}", size, f"σ_b²={d['sigma_b2']:g}",
                                  str(d["dataset"])) if s)
 
 
-def per_layer(probes: pd.DataFrame, columns=("relative_entropy_median", "relative_entropy_norm_median",
-                                             "differential_entropy")) -> pd.DataFrame:
-    """Long table: one row per (probe, layer ℓ = 1..depth) with the per-layer list columns unrolled."""
-    cols = [c for c in columns if c in probes]
-    keep = GROUP + ["sigma_w2", "depth", "seed"]
-    rows = []
-    for _, r in probes.iterrows():
-        n = int(r["depth"])
-        vals = {c: (np.asarray(r[c], float) if r[c] is not None and np.ndim(r[c]) else np.full(n, np.nan))
-                for c in cols}
-        rows.append(pd.DataFrame({**{k: [r[k]] * n for k in keep}, "layer": np.arange(1, n + 1), **vals}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=keep + ["layer"] + cols)
+def per_layer(probes: pd.DataFrame) -> pd.DataFrame:
+    """reconent.results.layers (one row per probe and layer ℓ = 1..) plus `depth_index` = ℓ - stem, the layer
+    in units of `depth` (the cnn/resnet stem layers get depth_index <= 0)."""
+    from .. import results
+
+    lay = results.layers(probes)
+    stem = probes.drop_duplicates("point_id").set_index("point_id")["stem"] if "stem" in probes else None
+    lay["depth_index"] = lay["layer"] - (lay["point_id"].map(stem).fillna(0).astype(int) if stem is not None else 0)
+    return lay

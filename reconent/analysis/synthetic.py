@@ -1,7 +1,8 @@
 """Synthetic result rows in the documented row schema (docs/CONTRACT.md) with a boundary you choose.
 
 For tests, examples and for checking the analysis without running a sweep. A probe row's normalised profile
-is built so that its cutoff at rtol 0.005 is exactly `cutoff`; a training row's accuracy curve reaches
+is built so that its cutoff at rtol 0.005 is exactly `cutoff` (in units of depth: a cnn/resnet profile has 3
+stem layers first); a training row's accuracy curve reaches
 `peak` at its last epoch.
 """
 from __future__ import annotations
@@ -36,14 +37,15 @@ def profile(depth: int, cutoff: int, drift: float = 0.003) -> np.ndarray:
 
 def probe_row(sigma_w2, depth, cutoff, seed=0, sigma_b2=0.05, dataset="mnist5k", arch="mlp", activation="tanh",
               width=784, channels=None, rtol=0.005, seconds=10.0, sweep="synthetic", status="ok") -> dict:
-    r = profile(depth, cutoff)
+    stem = 0 if arch == "mlp" else 3  # cnn/resnet profiles also cover the conv stem (models.STEM_LAYERS)
+    r = profile(depth + stem, cutoff + stem)
     S = 0.5 * r  # S_L = 0.5 nats
     d = _common("probe", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,
                 dict(epochs=1, batch_size=64, lr=1e-3, rtol=rtol, train_samples=4000, eval_samples=500), seconds)
     return dict(d, status=status, cutoff=cutoff, relative_entropy_median=list(S), relative_entropy_mean=list(S),
                 relative_entropy_q25=list(0.9 * S), relative_entropy_q75=list(1.1 * S),
                 relative_entropy_norm_median=list(r), differential_entropy=list(-7.0 + np.log(r)),
-                decoder_loss=[0.01] * depth, steps=63, train_seconds=0.8 * seconds, path="stacked")
+                decoder_loss=[0.01] * (depth + stem), steps=63, train_seconds=0.8 * seconds, path="stacked")
 
 
 def train_row(sigma_w2, depth, peak, seed=0, epochs=5, threshold=0.8, stop_early=True, sigma_b2=0.05,

@@ -1,0 +1,110 @@
+"""`reconent report`: HTML (self-contained), PNGs and summary.json from stored Parquet results."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reconent import cli
+from reconent.analysis import synthetic as syn
+from reconent.analysis.report import HEADLINE, SECTIONS
+from reconent.store import Store
+
+KEYS = HEADLINE + ["notes"]
+
+
+def write_parts(root, name, df: pd.DataFrame, kind: str) -> None:
+    """The real write path: one Parquet part per row through reconent.store (schema v1, atomic)."""
+    store = Store(str(root), name)
+    for row in df.to_dict("records"):
+        store.write_part(kind, {k: v for k, v in row.items() if not (np.isscalar(v) and pd.isna(v))})
+
+
+@pytest.fixture
+def results(tmp_path):
+    p, t = syn.grid({1.0: 3, 1.5: 8, 1.76: 20, 2.5: 6}, 30, [2, 4, 8, 16, 24], seeds=(0, 1), sweep="tiny")
+    write_parts(tmp_path, "tiny", p, "probe")
+    write_parts(tmp_path, "tiny", t, "train")
+    (tmp_path / "tiny" / "specs").mkdir(exist_ok=True)
+    (tmp_path / "tiny" / "specs" / "spec.yaml").write_text("name: tiny\ngrid:\n  sigma_w2: [1.0, 1.5, 1.76, 2.5]\n")
+    return tmp_path / "tiny"
+
+
+def check_report(out, summary_keys=KEYS):
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "<img" in html
+    assert 'src="http' not in html and "<script" not in html  # opens offline
+    for s in SECTIONS:
+        assert f">{s}</h2>" in html, s
+    for png in ("phase.png", "boundary.png", "curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    s = json.loads((out / "summary.json").read_text())
+    assert set(summary_keys) <= set(s)
+    return html, s
+
+
+def test_report_from_parquet_store(results, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(results), "-o", str(out), "--n-boot", "50"]) == 0
+    html, s = check_report(out)
+    assert "name: tiny" in html  # the saved spec is shown
+    assert s["n_probe_points"] == 8 and s["n_train_points"] == 40 and s["f1"] == 1.0
+    assert s["boundary_distance_depth"] == 0.0 and s["rtol"] == 0.005 and s["threshold"] == 0.8
+    assert s["critical_sigma_w2"] == pytest.approx(1.7609, abs=1e-3)
+    assert s["saving_factor"] > 1 and s["intervals"]["f1"] == [1.0, 1.0]
+    assert "precision 1" in capsys.readouterr().out
+
+
+def test_report_rederives_rules(results, tmp_path):
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(results), "-o", str(out), "--rtol", "0.001", "--threshold", "0.1",
+                     "--n-boot", "0"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rtol"] == 0.001 and s["threshold"] == 0.1
+    assert s["f1"] < 1.0  # every trial beats 0.1 accuracy, and the tighter rtol moves every cutoff deeper
+
+
+def test_report_edge_cases_are_notes_or_one_line_errors(tmp_path, capsys):
+    p, _ = syn.grid({1.2: 5}, 12, [2], sweep="probes_only")
+    write_parts(tmp_path, "probes_only", p, "probe")
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(tmp_path / "probes_only"), "-o", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert any("no training results" in n for n in s["notes"]) and any("single σ_w²" in n for n in s["notes"])
+    assert s["precision"] is None and (out / "report.html").exists()
+    assert cli.main(["report", str(tmp_path / "nothing"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reconent: error: no results under") and err.count("\n") == 1
+    assert cli.main(["report", str(tmp_path / "probes_only"), str(tmp_path / "typo"), "-o", str(out)]) == 2
+    assert "typo" in capsys.readouterr().err  # a wrong URI among several is named, not skipped
+    old = tmp_path / "old"
+    write_parts(tmp_path, "old", p.drop(columns=["relative_entropy_norm_median"]), "probe")
+    assert cli.main(["report", str(old), "-o", str(out)]) == 2
+    assert "relative_entropy_norm_median" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_report_on_a_tiny_real_sweep(tmp_path):
+    sweep = pytest.importorskip("reconent.sweep")
+    pytest.importorskip("reconent.spec")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC.format(storage=tmp_path / "results"))
+    s = sweep.run(str(spec), progress=False)
+    assert s["failed"] == 0, s
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(tmp_path / "results" / "tiny_real"), "-o", str(out), "--n-boot", "20"]) == 0
+    html, summary = check_report(out)
+    assert summary["n_probe_points"] == 4 and summary["n_train_points"] == 4 and summary["n_scored"] == 4
+    assert summary["probe_seconds"] > 0 and summary["train_seconds"] > 0
+
+
+TINY_SPEC = """\
+name: tiny_real
+dataset: mnist5k
+grid: {{sigma_w2: [1.0, 1.76], depth: [2, 3], width: [16]}}
+probe: {{train_samples: 128, eval_samples: 16}}
+train: {{points: all, epochs: 1, train_samples: 128, threshold: 0.3}}
+resources: {{cpu: 1}}
+device: cpu
+storage: {storage}
+"""
