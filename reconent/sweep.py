@@ -21,27 +21,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from .trial import point_id as _point_id, run_point
+from .spec import point_id
+from .trial import run_point
 
 # Quiet, self-contained local Ray: no auth token prompts, no usage-stats, no per-trial JSON/CSV/
-# TensorBoard loggers (we store our own Parquet; the loggers cost file I/O on every report).
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+# TensorBoard loggers (we store our own Parquet; they cost ~25 ms of file I/O per point), and the
+# legacy output engine, whose verbose=0 is really silent (the new one still prints a table).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+           "RAY_AIR_NEW_OUTPUT": "0"}
 FAILED = ("error", "diverged")
-JOB_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".pytest_cache", "results", "analysis/*.parquet",
-                "**/*.parquet", ".venv", "venv", "build", "dist"]
+JOB_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".pytest_cache", "results", "**/*.parquet", ".venv",
+                "venv", "build", "dist"]
 
 
 def _ray_env() -> None:
+    import logging
+
     for k, v in RAY_ENV.items():
         os.environ.setdefault(k, v)
-
-
-def point_id(point: dict) -> str:
-    try:
-        from .spec import point_id as pid
-    except ImportError:  # the spec module is the reference; the trial's copy follows the same contract
-        pid = _point_id
-    return pid(point)
+    # Without the loggers, ResultGrid warns that it found no result.json; the metrics it needs
+    # come from memory all the same.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 # ---------------------------------------------------------------- trainables (must live in the package:
@@ -49,13 +49,12 @@ def point_id(point: dict) -> str:
 def point_trainable(config: dict) -> None:
     """One sweep point: compute it, write its part from here (durable even if the driver dies), report."""
     import ray
+    import torch
     from ray import tune
 
     from .store import Store
 
     ctx, point = config["ctx"], config["point"]
-    import torch
-
     torch.set_num_threads(ctx["threads"])  # Ray gives this trial `threads` CPUs; more would oversubscribe
 
     def on_epoch(epoch, acc, loss):  # progress of a training point; train() stops early by itself
@@ -87,7 +86,7 @@ def _progress_callback(total: int, enabled: bool):
         def __init__(self):
             self.bar = tqdm(total=total, file=sys.stderr, disable=not enabled, unit="pt", desc="sweep",
                             dynamic_ncols=True)
-            self.seen, self.failed, self.retries, self.statuses = set(), 0, 0, {}
+            self.seen, self.failed, self.retries, self.statuses, self.times = set(), 0, 0, {}, []
 
         def _post(self):
             self.bar.set_postfix(failed=self.failed, retries=self.retries, refresh=False)
@@ -97,6 +96,7 @@ def _progress_callback(total: int, enabled: bool):
                 self.seen.add(trial.trial_id)
                 status = result.get("status")
                 self.statuses[result.get("point_id")] = status
+                self.times.append((time.perf_counter(), result.get("compute_seconds", 0.0)))
                 self.failed += status in FAILED
                 self._post()
                 self.bar.update(1)
@@ -136,7 +136,7 @@ class _Ray:
             ray.init(address=self.address, logging_level=logging.WARNING)
         else:
             # Unix socket paths must stay under ~107 chars: never under a long $TMPDIR.
-            self.tmp = tempfile.mkdtemp(prefix="rn", dir="/tmp")
+            self.tmp = tempfile.mkdtemp(prefix="rn", dir=os.environ.get("RECONENT_RAY_TMPDIR", "/tmp"))
             ray.init(include_dashboard=False, _temp_dir=self.tmp, num_cpus=self.num_cpus or os.cpu_count(),
                      logging_level=logging.WARNING, configure_logging=True)
         self.started = True
@@ -172,14 +172,14 @@ def _fit(trainable, points: list[dict], ctx: dict, resources: dict, max_failures
 
 
 # ---------------------------------------------------------------- run
-def _load(spec, storage):
+def _load(spec, storage, check_storage: bool = True):
     from .spec import Spec, load_spec
 
     if isinstance(spec, Spec):
         if storage is not None:
             raise ValueError("pass the spec as a path to override its storage")
         return spec
-    return load_spec(spec, storage_override=storage)
+    return load_spec(spec, storage_override=storage, check_storage=check_storage)
 
 
 def _local(uri: str) -> bool:
@@ -196,9 +196,12 @@ def _abs(uri):
 def run(spec, address: str | None = None, storage: str | None = None, progress: bool = True) -> dict:
     """Run every point of `spec` (a path or a Spec) that has no valid part yet; returns a summary.
 
+    Trials write their parts themselves: on a multi-machine cluster the storage must be shared
+    (s3://, gs://, or a network file system mounted at the same path everywhere).
     Validation comes first, so a bad spec writes nothing. Summary keys: sweep, storage, points,
-    skipped (already done), ran, ok, diverged, error, lost (no part after retries), failed
-    (diverged + error + lost), seconds.
+    skipped (had a valid part), ran (trials started), done (= ok), failed (= diverged + error +
+    lost, where lost means no part even after `max_failures` retries), retries (infrastructure
+    failures Tune recovered from), seconds.
     """
     from .store import Store
 
@@ -211,15 +214,16 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
     missing = [p for p in points if point_id(p) not in done[p["kind"]]]
     store.save_spec(spec.resolved())
     summary = {"sweep": spec.name, "storage": storage_uri, "points": len(points),
-               "skipped": len(points) - len(missing), "ran": len(missing), "ok": 0, "diverged": 0, "error": 0,
-               "lost": 0, "failed": 0, "seconds": 0.0}
+               "skipped": len(points) - len(missing), "ran": len(missing), "done": 0, "failed": 0, "ok": 0,
+               "diverged": 0, "error": 0, "lost": 0, "retries": 0, "seconds": 0.0}
     if missing:
         cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu or 0)
         ctx = {"storage": storage_uri, "sweep": spec.name, "spec_hash": spec.spec_hash, "device": spec.device,
                "data_root": _abs(spec.data_root), "download": bool(spec.download), "threads": max(1, round(cpu))}
         with _Ray(address):
-            _check_resources(cpu, gpu, local=address is None)
-            grid, cb = _fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures, progress)
+            slots = _slots(cpu, gpu, local=address is None)
+            grid, cb = _fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures, progress,
+                            max_concurrent=slots)
         for r in grid:
             if r.error is not None:
                 print(f"reconent: trial failed after retries: {str(r.error).splitlines()[0]}", file=sys.stderr)
@@ -227,19 +231,24 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
         summary["lost"] = sum(point_id(p) not in after[p["kind"]] for p in missing)
         for s in cb.statuses.values():
             summary[s if s in ("ok", "diverged", "error") else "error"] += 1
+        summary["done"], summary["retries"] = summary["ok"], cb.retries
         summary["failed"] = summary["diverged"] + summary["error"] + summary["lost"]
     summary["seconds"] = time.perf_counter() - t0
     return summary
 
 
-def _check_resources(cpu: float, gpu: float, local: bool) -> None:
+def _slots(cpu: float, gpu: float, local: bool) -> int | None:
+    """How many trials fit at once on a local Ray (None on a cluster, which may grow)."""
     import ray
 
+    if not local:
+        return None
     have = ray.cluster_resources()
-    # On a local Ray nothing can join later: a trial that does not fit would wait forever.
-    if local and (cpu > have.get("CPU", 0) or gpu > have.get("GPU", 0)):
+    # Nothing can join a local Ray later: a trial that does not fit would wait forever.
+    if cpu > have.get("CPU", 0) or gpu > have.get("GPU", 0):
         raise ValueError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
                          f"(cpu {have.get('CPU', 0):g}, gpu {have.get('GPU', 0):g})")
+    return int(min(have["CPU"] // cpu, have.get("GPU", 0) // gpu if gpu else float("inf")))
 
 
 # ---------------------------------------------------------------- submit
@@ -252,33 +261,34 @@ def project_root() -> Path:
 def submit(spec_path, address: str, storage: str | None = None, wait: bool = False) -> str:
     """Send `reconent sweep run SPEC --address auto` to a cluster as a Ray job; returns the job id.
 
-    The project root is the job's working_dir, so the spec must lie inside it. A local storage path
-    is a path on the cluster's nodes (use s3:// or gs:// to get the Parquet files back).
+    The project root ships as the job's working_dir (so the cluster runs this very code), and the
+    spec travels in the job's environment, so it may live anywhere on this machine. A local
+    storage path is a path on the cluster's nodes: use s3:// or gs:// to get the files back.
     """
     import shlex
 
     if not str(address).startswith(("http://", "https://")):
         raise ValueError(f"--address must be the Ray dashboard URL http://HEAD:8265, got {address!r}")
-    _load(spec_path, storage)  # validate here: a bad spec is not worth a job
-    root, path = project_root(), Path(spec_path).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"spec {spec_path} must be inside the project directory {root} (it ships as the job's "
-                         "working_dir)")
-    if storage is not None and _local(storage) and not Path(storage).is_absolute():
-        raise ValueError(f"--storage {storage!r} is relative; a submitted job needs an absolute path on the cluster "
-                         "or an s3:// / gs:// URI")
-    # python -m runs the shipped copy of the package (working_dir is on sys.path), even where the
-    # cluster has no reconent installed.
-    cmd = ["python", "-m", "reconent.cli", "sweep", "run", path.relative_to(root).as_posix(), "--address", "auto"]
+    # Validate here (a bad spec is not worth a job), but the storage is the cluster's, not ours to probe.
+    target = _load(spec_path, storage, check_storage=False).storage
+    if _local(target) and not Path(target.removeprefix("file://")).is_absolute():
+        raise ValueError(f"storage {target!r} is relative, so it would land in the job's temporary working_dir; "
+                         "pass --storage with an absolute path on the cluster or an s3:// / gs:// URI")
+    name = f".reconent-submitted-{Path(spec_path).name}"
+    # `python -m` runs the shipped copy of the package (the working_dir is on sys.path), even
+    # where the cluster has no reconent installed.
+    run_cmd = ["python", "-m", "reconent.cli", "sweep", "run", name, "--address", "auto"]
     if storage is not None:
-        cmd += ["--storage", storage]
+        run_cmd += ["--storage", storage]
+    entrypoint = f'printf "%s" "$RECONENT_SPEC_YAML" > {shlex.quote(name)} && {shlex.join(run_cmd)}'
     _ray_env()
     from ray.job_submission import JobSubmissionClient
 
     client = JobSubmissionClient(address)
-    job_id = client.submit_job(entrypoint=shlex.join(cmd), runtime_env={
-        "working_dir": str(root), "excludes": JOB_EXCLUDES,
-        "env_vars": {k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"}})
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env={
+        "working_dir": str(project_root()), "excludes": JOB_EXCLUDES,
+        "env_vars": {**{k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"},
+                     "RECONENT_SPEC_YAML": Path(spec_path).read_text()}})
     if wait:
         _wait_job(client, job_id)
     return job_id
@@ -299,70 +309,60 @@ def _wait_job(client, job_id: str, timeout: float = 3600) -> str:
 def _locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
     """(storage root, sweep name) from a sweep name (+ storage) or the URI of a sweep's folder."""
     s = str(name_or_uri).rstrip("/")
-    if "://" in s or os.sep in s or Path(s).is_dir():
+    if "://" in s or "/" in s or Path(s).is_dir():
         if storage is not None:
-            raise ValueError("give either a sweep URI or a name with --storage, not both")
+            raise ValueError("give either a sweep URI or a sweep name with --storage, not both")
         root, _, name = s.rpartition("/")
         return _abs(root or "."), name
-    if storage is None:
-        from .spec import Spec
+    from .spec import Spec
 
-        storage = Spec.model_fields["storage"].default
-    return _abs(storage), s
+    return _abs(storage or Spec.model_fields["storage"].default), s
 
 
 def status(name_or_uri: str, storage: str | None = None) -> dict:
-    """Points done (ok), failed (error or diverged), and left (no valid part) of a sweep's latest spec."""
+    """Points done (ok), failed (error or diverged) and left (no valid part) of the sweep's latest spec.
+
+    Read-only: a corrupt part counts as left here (the next run quarantines and recomputes it)."""
     from .spec import load_spec
     from .store import Store
 
     root, name = _locate(name_or_uri, storage)
     store = Store(root, name)
-    spec_file = _saved_spec(root, name)
-    spec = load_spec(spec_file, storage_override=root)
+    saved = store.load_spec()
+    if saved is None:
+        raise ValueError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
+    spec = load_spec(saved, storage_override=root, check_storage=False)
     points = spec.points()
-    out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "ok": 0,
-           "diverged": 0, "error": 0}
+    out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
+           "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0}
     for kind in sorted({p["kind"] for p in points}):
-        ids = {point_id(p) for p in points if p["kind"] == kind}
         df = store.read(kind)
-        if df is not None and len(df):
-            for st in df.loc[df["point_id"].isin(ids), "status"]:
-                out[st if st in ("ok", "diverged", "error") else "error"] += 1
+        got = dict(zip(df["point_id"], df["status"]))
+        for p in points:
+            if p["kind"] == kind:
+                st = got.get(point_id(p))
+                out["left" if st is None else st if st in ("ok", "diverged") else "error"] += 1
     out["done"], out["failed"] = out["ok"], out["diverged"] + out["error"]
-    out["left"] = out["points"] - out["ok"] - out["failed"]
     return out
 
 
-def _saved_spec(root: str, name: str) -> str:
-    """The latest resolved spec of a sweep, copied to a local temp file if the store is remote."""
-    import pyarrow.fs as pafs
-
-    fs, base = pafs.FileSystem.from_uri(root if not _local(root) else Path(root).as_uri())
-    src = f"{base.rstrip('/')}/{name}/specs/spec.yaml"
-    try:
-        with fs.open_input_stream(src) as f:
-            text = f.read()
-    except (FileNotFoundError, OSError):
-        raise ValueError(f"no sweep {name!r} under {root} (looked for {src})") from None
-    tmp = Path(tempfile.mkdtemp(prefix="reconent-status-")) / "spec.yaml"
-    tmp.write_bytes(text)
-    return str(tmp)
-
-
 # ---------------------------------------------------------------- bench
-def bench_sweep(n: int = 20, num_cpus: int | None = None, progress: bool = False) -> dict:
+def bench_sweep(n: int = 50, num_cpus: int | None = None, progress: bool = False) -> dict:
     """Orchestration overhead per point on a local Ray, for trivial points and tiny real probe points.
 
-    overhead/point = (wall of Tuner.fit − Σ trial compute seconds / concurrency) / N, where compute is
-    what run_point measured inside the trial; so it holds scheduling, actor reuse, config transfer,
-    result reporting, the Parquet part write and the driver's bookkeeping. Ray's start-up is reported
-    apart (once per sweep, not per point).
+    overhead_per_point = (wall of Tuner.fit − Σ trial compute seconds / concurrency) / N, where compute
+    is what run_point measured inside each trial. It holds everything Ray and Tune add: starting the
+    trial actors, scheduling, config transfer, reporting, the Parquet part write, driver bookkeeping.
+    Also given apart: first_result_seconds (fit start to the first finished point: actor start-up
+    and imports, paid once per sweep, not per point) and, for trivial points, steady_overhead_per_point
+    = time between the first and the last result / (N − 1): the cost of one more point on reused
+    actors. (With real points the actors' start-ups overlap later results, so no clean split.)
+    Ray's own start (ray_start_seconds) is outside the wall.
     """
     from .store import Store
 
     num_cpus = num_cpus or os.cpu_count()
-    out = {"bench": "sweep", "n": n, "concurrency": num_cpus}
+    out = {"bench": "sweep", "n": n, "concurrency": num_cpus, "load_average": os.getloadavg()[0]}
     t = time.perf_counter()
     with _Ray(None, num_cpus), tempfile.TemporaryDirectory(prefix="reconent-bench-") as storage:
         out["ray_start_seconds"] = time.perf_counter() - t
@@ -377,12 +377,15 @@ def bench_sweep(n: int = 20, num_cpus: int | None = None, progress: bool = False
             t = time.perf_counter()
             grid, cb = _fit(fn, points, ctx, {"cpu": 1}, 0, progress)
             wall = time.perf_counter() - t
-            compute = sum(r.metrics.get("compute_seconds", 0.0) for r in grid)
             bad = [r.error for r in grid if r.error is not None] + [s for s in cb.statuses.values() if s != "ok"]
             if bad:
                 raise RuntimeError(f"bench sweep: {len(bad)} {name} points failed: {bad[0]}")
+            compute = sum(c for _, c in cb.times)
             out[name] = {"wall_seconds": wall, "compute_seconds": compute,
-                         "overhead_per_point": (wall - compute / num_cpus) / n}
+                         "overhead_per_point": (wall - compute / num_cpus) / n,
+                         "first_result_seconds": cb.times[0][0] - t}
+            if name == "trivial":  # no compute at all: the pace after the first result is Ray's alone
+                out[name]["steady_overhead_per_point"] = (cb.times[-1][0] - cb.times[0][0]) / max(1, n - 1)
         out["probe"]["parts"] = len(Store(storage, "bench").done_ids("probe"))
     return out
 
@@ -392,8 +395,8 @@ def cmd_run(a) -> None:
     s = run(a.spec, address=a.address, storage=a.storage, progress=not a.json)
     _print(s, a.json, lambda o: print(
         f"sweep {o['sweep']}: {o['points']} points, {o['skipped']} already done, ran {o['ran']}: {o['ok']} ok, "
-        f"{o['diverged']} diverged, {o['error']} error, {o['lost']} lost ({o['seconds']:.1f} s) -> "
-        f"{o['storage']}/{o['sweep']}"))
+        f"{o['diverged']} diverged, {o['error']} error, {o['lost']} lost, {o['retries']} retries "
+        f"({o['seconds']:.1f} s) -> {o['storage']}/{o['sweep']}"))
     if s["lost"]:
         raise SystemExit(1)  # infrastructure gave up on some points: rerun the same command to finish them
 
@@ -412,10 +415,12 @@ def cmd_status(a) -> None:
 
 def cmd_bench(a) -> None:
     _print(bench_sweep(a.n), a.json, lambda o: print(
-        f"bench sweep: {o['n']} points each, local Ray with {o['concurrency']} CPUs "
-        f"(start-up {o['ray_start_seconds']:.1f} s, not per point)\n" + "\n".join(
-            f"  {k:>7}: wall {o[k]['wall_seconds']:.2f} s, compute {o[k]['compute_seconds']:.2f} s -> "
-            f"overhead {o[k]['overhead_per_point']:.3f} s/point" for k in ("trivial", "probe"))))
+        f"bench sweep: {o['n']} points each, local Ray with {o['concurrency']} CPUs, load average "
+        f"{o['load_average']:.1f} (Ray start-up {o['ray_start_seconds']:.1f} s, not counted)\n" + "\n".join(
+            f"  {k:>7}: wall {o[k]['wall_seconds']:.2f} s, compute {o[k]['compute_seconds']:.2f} s -> overhead "
+            f"{o[k]['overhead_per_point']:.3f} s/point (first result after {o[k]['first_result_seconds']:.2f} s"
+            + (f", then one every {o[k]['steady_overhead_per_point']:.3f} s" if k == "trivial" else "") + ")"
+            for k in ("trivial", "probe"))))
 
 
 def _print(obj: dict, as_json: bool, table) -> None:
@@ -444,6 +449,6 @@ def register(sub, bench) -> None:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
     b = bench.add_parser("sweep", help="orchestration overhead per point on local Ray")
-    b.add_argument("--n", type=pos_int, default=20)
+    b.add_argument("--n", type=pos_int, default=50, help="points of each kind (default 50)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

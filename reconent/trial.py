@@ -9,8 +9,6 @@ storage) reach Tune's FailureConfig.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import platform
 import socket
 import subprocess
@@ -22,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from .spec import point_id
+
 SCHEMA_VERSION = 1
 COORDS = ("sweep", "kind", "dataset", "arch", "activation", "width", "channels", "depth", "sigma_w2", "sigma_b2",
           "seed")
@@ -32,14 +32,6 @@ PROBE_RESULTS = ("cutoff", "relative_entropy_median", "relative_entropy_mean", "
                  "steps", "train_seconds", "path")
 TRAIN_RESULTS = ("accuracy", "train_loss", "epochs_run", "reached", "final_accuracy")
 RESULTS = {"probe": PROBE_RESULTS, "train": TRAIN_RESULTS}
-
-
-def point_id(point: dict) -> str:
-    """First 16 hex of sha256 of the canonical JSON of the point without `sweep` (CONTRACT.md).
-
-    reconent.spec.point_id is the reference; this copy keeps the trial usable without a spec."""
-    body = {k: v for k, v in point.items() if k != "sweep"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def resolve_device(device: str) -> str:
