@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from .models import build
+from .models import ARCHS, build
 from .probe import probe
 
 
@@ -32,28 +32,49 @@ def matmul_peak(device: torch.device, sizes=(784, 1024, 2048), seconds: float = 
 
 def probe_flops_per_step(body, batch_size: int) -> float:
     """Matmul work of one probe step: per Dense layer the forward, the decoder forward and the
-    decoder weight gradient, each 2·B·n_in·n_out flops (elementwise work and Adam not counted)."""
-    return sum(6 * batch_size * b.n_in * b.n_out for b in body)
+    decoder weight gradient, each 2·B·n_in·n_out flops (elementwise work and Adam not counted).
+
+    Conv blocks count the same three terms through their `probe_flops(B)`: the conv forward,
+    2·B·C_out·H_conv·W_conv·C_in·k² (H_conv: the conv's own output, before circular padding),
+    then the transposed-conv decoder's forward and its weight gradient, each 2·B·C_out·H_out·W_out·C_in·k²
+    (H_out: the block's output, the decoder's input). That is ≈ 3 × 2·B·C_out·H·W·C_in·k² per conv.
+    A residual block has two convs and a two-stage decoder, whose first stage also needs the
+    input gradient of the second: 2 + 5 such terms. Padding, tanh, bias and Adam are not counted.
+    """
+    return sum(b.probe_flops(batch_size) if hasattr(b, "probe_flops") else 6 * batch_size * b.n_in * b.n_out
+               for b in body)
 
 
-def bench_probe(arch: str = "mlp", width: int = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
-                device: str = "cpu", stacked: bool | None = None) -> dict:
-    """Time the probe's training loop on a paper-sized body, then the matmul peak in the same process."""
+def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
+                device: str = "cpu", stacked: bool | None = None, channels: int | None = None,
+                image: tuple[int, int, int] = (1, 28, 28)) -> dict:
+    """Time the probe's training loop on a paper-sized body, then the matmul peak in the same process.
+
+    mlp: `width` inputs and hidden units (stacked path). cnn/resnet: `channels` (default 128/32)
+    on MNIST-shaped random images `image`, at the Xiao et al. point σ_w² = 1.05, σ_b² = 2e-5
+    (generic path); `depth` counts the blocks after the 3-layer stem.
+    """
     dev = torch.device(device)
-    if arch != "mlp":
-        raise ValueError(f"bench probe supports --arch mlp; got {arch!r}")
-    in_shape = (width,)
+    if arch not in ARCHS:
+        raise ValueError(f"bench probe supports --arch {'|'.join(ARCHS)}; got {arch!r}")
+    if arch == "mlp":
+        in_shape = (width or 784,)
+        body = build(arch, depth, in_shape, width=width, sigma_w2=1.76, sigma_b2=0.05, seed=0)
+    else:
+        in_shape = tuple(image)
+        body = build(arch, depth, in_shape, channels=channels, sigma_w2=1.05, sigma_b2=2e-5, seed=0)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(steps * batch_size, *in_shape, generator=gen)
     ev = torch.rand(64, *in_shape, generator=gen)
-    body = build(arch, depth, in_shape, width=width, sigma_w2=1.76, sigma_b2=0.05, seed=0)
     probe(body, x[: 4 * batch_size], ev, batch_size=batch_size, device=dev, stacked=stacked)  # warm-up
     r = probe(body, x, ev, batch_size=batch_size, device=dev, stacked=stacked)
     gflops = probe_flops_per_step(body, batch_size) * r.steps / r.train_seconds / 1e9
     peak = matmul_peak(dev)
     return {
         "bench": "probe", "device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(),
-        "arch": arch, "width": width, "depth": depth, "batch_size": batch_size, "steps": r.steps, "path": r.path,
+        "arch": arch, "width": width if arch == "mlp" else None,
+        "channels": body[0].out_shape[0] if arch != "mlp" else None, "layers": len(body), "depth": depth,
+        "batch_size": batch_size, "steps": r.steps, "path": r.path,
         "ms_per_step": 1e3 * r.train_seconds / r.steps, "eval_seconds": r.seconds - r.train_seconds,
         "gflops": gflops, "peak_gflops": peak, "efficiency": gflops / peak, "torch": torch.__version__,
     }

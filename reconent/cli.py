@@ -10,7 +10,7 @@ import json
 import sys
 
 # Modules that add their own sub-commands through `register(subparsers, bench_subparsers)`.
-PLUGINS: list[str] = []
+PLUGINS: list[str] = ["reconent.analysis.report", "reconent.sweep", "reconent.explain"]
 
 
 class UsageError(Exception):
@@ -57,6 +57,7 @@ def add_probe_args(p) -> None:
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
     p.add_argument("--arch", default="mlp", choices=ARCHS)
     p.add_argument("--width", type=pos_int, default=None, help="MLP hidden width (default: input size)")
+    p.add_argument("--channels", type=pos_int, default=None, help="cnn/resnet channels (default 128 cnn, 32 resnet)")
     p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
     p.add_argument("--depth", type=pos_int, default=30)
     p.add_argument("--sigma-w2", type=nonneg, default=1.76)
@@ -79,12 +80,12 @@ def run_probe(a) -> tuple[dict, object, object]:
 
     d = datasets.load(a.dataset, a.data_root, a.download)
     body = build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
-                 activation=a.activation, width=a.width)
+                 activation=a.activation, width=a.width, channels=a.channels)
     rtol = a.rtol if a.rtol is not None else (0.005 if a.arch == "mlp" else 0.01)
     r = probe(body, d.train_x, d.test_x, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, rtol=rtol,
               train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device)
-    point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "activation", "depth", "sigma_w2", "sigma_b2",
-                                        "seed")}
+    point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "channels", "activation", "depth", "sigma_w2",
+                                        "sigma_b2", "seed")}
     return {**point, **r.summary()}, r, d
 
 
@@ -132,9 +133,10 @@ def cmd_theory(a) -> None:
 def cmd_bench_probe(a) -> None:
     from .bench import bench_probe
 
-    out = bench_probe(a.arch, a.width, a.depth, a.steps, a.batch_size, a.device)
+    out = bench_probe(a.arch, a.width, a.depth, a.steps, a.batch_size, a.device, channels=a.channels)
     _emit(out, a.json, lambda o: print(
-        f"probe bench on {o['device']} ({o['device_name']}, {o['threads']} threads): {o['arch']} width {o['width']} "
+        f"probe bench on {o['device']} ({o['device_name']}, {o['threads']} threads): {o['arch']} "
+        f"{'width ' + str(o['width']) if o['arch'] == 'mlp' else 'channels ' + str(o['channels'])} "
         f"depth {o['depth']} batch {o['batch_size']}, {o['steps']} steps, {o['path']} path\n"
         f"  {o['ms_per_step']:.1f} ms/step  {o['gflops']:.1f} GFLOP/s  peak matmul {o['peak_gflops']:.1f} GFLOP/s"
         f"  efficiency {o['efficiency']:.2f}"))
@@ -163,8 +165,9 @@ def parser() -> Parser:
     bench = sub.add_parser("bench", help="benchmarks that print numbers").add_subparsers(
         dest="what", required=True, parser_class=Parser)
     b = bench.add_parser("probe", help="time the probe on a paper-sized network against the matmul peak")
-    b.add_argument("--arch", default="mlp", choices=("mlp",))
-    b.add_argument("--width", type=pos_int, default=784)
+    b.add_argument("--arch", default="mlp", choices=("mlp", "cnn", "resnet"))
+    b.add_argument("--width", type=pos_int, default=784, help="mlp width")
+    b.add_argument("--channels", type=pos_int, default=None, help="cnn/resnet channels (default 128 cnn, 32 resnet)")
     b.add_argument("--depth", type=pos_int, default=30)
     b.add_argument("--steps", type=pos_int, default=100)
     b.add_argument("--batch-size", type=pos_int, default=64)

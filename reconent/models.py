@@ -9,6 +9,18 @@ The probe only walks the list, so a new architecture plugs in by describing its 
 Every random draw comes from a stream keyed by (seed, layer, role). This is what makes the
 prefix property hold: the first ℓ layers (and decoders) of a depth-L body are identical to a
 depth-ℓ body with the same seed (SCIENCE §2).
+
+Architectures (SCIENCE §4), by `build(arch, depth, in_shape, ...)`:
+- mlp: `depth` Dense layers of `width` (default: the input size); LinearDecoder + tanh.
+- cnn (Xiao et al. 2018): a 3-layer stem, conv 3×3 C_in→c (padding 1), then two 3×3 stride-2
+  convs (28 → 14 → 7, 32 → 16 → 8), each followed by φ; then `depth` blocks of conv 3×3 without
+  padding → φ → circular padding 1 (7×7 → 5×5 → 7×7). c = 128 by default.
+- resnet: the same stem, then `depth` blocks y = φ(F(x) + x), F = conv → pad → φ → conv → pad; c = 32.
+Conv weights are N(0, σ_w²/(C_in·k·k)), biases N(0, σ_b²). The stem convs are probe layers with
+decoders of their own (the cascade has to reach the input), so a conv body has depth + 3 probe
+layers: profiles and the cutoff count layers from the first stem conv, and `Body.stem` (= 3)
+converts a cutoff c into c − 3 counted blocks. Decoders are ConvTranspose2d + tanh (two stages for
+a residual block), landing exactly on each block's input shape.
 """
 from __future__ import annotations
 

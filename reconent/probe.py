@@ -229,6 +229,9 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
     return decoders, (loss_sum / n_last).cpu().numpy(), steps
 
 
+_EVAL_BYTES = 2**30
+
+
 @torch.no_grad()
 def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_show: int, chunk: int):
     """Run every cascade C^ℓ on held-out samples; return S (L, N), H (L,), a few reconstructions.
@@ -239,6 +242,11 @@ def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_sh
     """
     decoders = decoders.to(device).eval()
     L, N = len(body), len(x)
+    # The partial reconstructions of a chunk take about 2·L·chunk·max_ℓ|h_ℓ| floats (with the cat):
+    # cap the chunk to ~1 GiB of them, which wide conv layers (cnn with 128 channels at 28×28, VGG at
+    # 224×224) would otherwise exceed many times over. MLP-sized bodies keep the requested chunk.
+    widest = max(h[0].numel() for h in body.activations(x[:1].to(device)))
+    chunk = max(1, min(chunk, max(n_show, _EVAL_BYTES // (8 * L * widest))))  # n_show: shown from chunk 1
     S = np.empty((L, N))
     # Streaming first and second moments per pixel give σ_i for H without keeping all x̂.
     m1 = m2 = None
