@@ -107,7 +107,7 @@ def _probe_table(o: dict) -> None:
     print(f"{o['arch']} {o['dataset']}  σ_w²={o['sigma_w2']:g} σ_b²={o['sigma_b2']:g} depth={o['depth']} "
           f"seed={o['seed']}  status={o['status']}  ({o['seconds']:.1f} s on {o['device']}, {o['path']} path)")
     print(f"{'layer':>5} {'S median':>10} {'S q25':>9} {'S q75':>9} {'S/S_L':>8} {'H diff':>9} {'dec loss':>9}")
-    for i in range(o["depth"]):
+    for i in range(o["layers"]):
         print(f"{i + 1:>5} {o['relative_entropy_median'][i]:>10.5f} {o['relative_entropy_q25'][i]:>9.5f} "
               f"{o['relative_entropy_q75'][i]:>9.5f} {o['relative_entropy_norm_median'][i]:>8.4f} "
               f"{o['differential_entropy'][i]:>9.3f} {o['decoder_loss'][i]:>9.5f}")

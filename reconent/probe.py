@@ -74,7 +74,7 @@ class ProbeResult:
         """JSON-ready numbers (lists per layer, layer 1 first)."""
         f = lambda a: [float(v) for v in a]  # noqa: E731
         return {
-            "status": self.status, "depth": self.depth, "cutoff": self.cutoff(), "rtol": self.rtol,
+            "status": self.status, "layers": self.depth, "cutoff": self.cutoff(), "rtol": self.rtol,
             "relative_entropy_median": f(self.median), "relative_entropy_mean": f(self.mean),
             "relative_entropy_q25": f(self.quantile(0.25)), "relative_entropy_q75": f(self.quantile(0.75)),
             "relative_entropy_norm_median": f(self.norm_median),

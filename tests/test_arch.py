@@ -137,7 +137,8 @@ def test_cli_probe_cnn_json(capsys):
     assert code == 0, err
     o = json.loads(out)
     assert o["arch"] == "cnn" and o["channels"] == 4 and o["rtol"] == 0.01 and o["path"] == "generic"
-    assert len(o["relative_entropy_median"]) == 2 + STEM_LAYERS
+    assert len(o["relative_entropy_median"]) == o["layers"] == 2 + STEM_LAYERS
+    assert o["depth"] == 2  # the point's depth counts blocks; the stem adds probe layers
     assert 0 <= o["cutoff"] <= 2 + STEM_LAYERS
 
 

@@ -25,7 +25,7 @@ def test_probe_json_contract(capsys, tmp_path):
     o = json.loads(out)
     assert isinstance(o["cutoff"], int) and 0 <= o["cutoff"] <= 3
     assert len(o["relative_entropy_median"]) == 3 and len(o["differential_entropy"]) == 3
-    assert o["seconds"] > 0 and o["depth"] == 3 and o["device"] == "cpu"
+    assert o["seconds"] > 0 and o["depth"] == o["layers"] == 3 and o["device"] == "cpu"
     assert png.stat().st_size > 10_000 and rec.stat().st_size > 10_000
     assert png.read_bytes()[:4] == b"\x89PNG"
 

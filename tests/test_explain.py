@@ -24,7 +24,7 @@ def test_explain_mlp_writes_reconstructions_ideal_inputs_and_profile(capsys, tmp
                          "--eval-samples", "32", "--samples", "3", "--json")
     assert code == 0, err
     o = json.loads(out)
-    assert o["model"] == "mlp" and o["probe"]["depth"] == 4  # 3 layers + the head's logits
+    assert o["model"] == "mlp" and o["probe"]["layers"] == 4  # 3 layers + the head's logits
     assert len(o["train"]["accuracy"]) == 1
     figs = explain.figures(tmp_path)
     assert {f["kind"] for f in figs} == {"reconstructions", "ideal_inputs", "profile"}
