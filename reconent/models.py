@@ -55,12 +55,16 @@ def activation(name: str):
 def _uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> torch.Tensor:
     # Draw on CPU from the seeded stream, so results do not depend on the device.
     with torch.no_grad():
+        if t.device.type == "cpu" and t.is_contiguous():
+            return t.uniform_(-bound, bound, generator=gen)  # same numbers, no temporary
         t.copy_(torch.empty(t.shape).uniform_(-bound, bound, generator=gen))
     return t
 
 
 def _normal_(t: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     with torch.no_grad():
+        if t.device.type == "cpu" and t.is_contiguous():
+            return t.normal_(0.0, std, generator=gen)
         t.copy_(torch.empty(t.shape).normal_(0.0, std, generator=gen))
     return t
 

@@ -221,12 +221,9 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
                 torch.sum(r, dim=1, out=c.grad).mul_(scale)
                 opt.step()
                 steps += 1
-    decoders = nn.ModuleList(init).to(device)
-    with torch.no_grad():
-        for l, g in enumerate(decoders):
-            g.weight.copy_(D[l])
-            g.bias.copy_(c[l])
-    return decoders, (loss_sum / n_last).cpu().numpy(), steps
+    for l, g in enumerate(init):  # hand the trained stack back as modules: views, no copy
+        g.weight, g.bias = nn.Parameter(D[l].detach()), nn.Parameter(c[l].detach())
+    return init, (loss_sum / n_last).cpu().numpy(), steps
 
 
 _EVAL_BYTES = 2**30
