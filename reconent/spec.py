@@ -149,6 +149,10 @@ class Probe(Strict):
     rtol: float | None = Field(None, gt=0, lt=1)  # None: 0.005 for the mlp, 0.01 for conv archs
     train_samples: int | None = Field(None, ge=1)  # None: the whole training split
     eval_samples: int | None = Field(500, ge=2)
+    # 'deepest': probe only the deepest grid depth of each (σ_w², σ_b², seed, ...) combination. By the
+    # prefix property its first ℓ layers are the depth-ℓ network, so it predicts every shallower
+    # depth at a fraction of the cost (the analysis reads it that way). 'all': one probe per point.
+    depths: Literal["all", "deepest"] = "all"
 
 
 class Stride(Strict):
@@ -324,10 +328,10 @@ class Spec(Strict):
                                 "depth": c["depth"], "sigma_w2": c["sigma_w2"], "sigma_b2": c["sigma_b2"],
                                 "seed": c["seed"]}
         if self.probe.enabled:
-            p = self.probe
+            p, deepest = self.probe, max(self.axes()["depth"])
             out += [{**base(c, "probe"), "epochs": p.epochs, "batch_size": p.batch_size, "lr": float(p.lr),
                      "rtol": self._rtol(c["arch"]), "train_samples": p.train_samples,
-                     "eval_samples": p.eval_samples} for c in combos]
+                     "eval_samples": p.eval_samples} for c in combos if p.depths == "all" or c["depth"] == deepest]
         t = self.train
         out += [{**base(c, "train"), "epochs": t.epochs, "threshold": float(t.threshold), "lr": float(t.lr),
                  "batch_size": t.batch_size, "train_samples": t.train_samples, "accuracy_on": self.accuracy_on}

@@ -190,6 +190,18 @@ def test_points_cover_the_grid(base):
     assert pts[-1]["accuracy_on"] == "test" and pts[-1]["threshold"] == 0.8
 
 
+def test_probe_depths_deepest_keeps_only_the_deepest_probes_with_the_same_ids(base):
+    every = load_spec(_with(base, "train.points", "all"))
+    deep = load_spec(_with(_with(base, "train.points", "all"), "probe.depths", "deepest"))
+    probes = lambda s: {point_id(p): p for p in s.points() if p["kind"] == "probe"}  # noqa: E731
+    assert {p["depth"] for p in probes(deep).values()} == {4} and len(probes(deep)) == 3
+    assert set(probes(deep)) < set(probes(every))  # switching modes recomputes nothing
+    train = lambda s: [p for p in s.points() if p["kind"] == "train"]  # noqa: E731
+    assert train(deep) == train(every)  # ground truth still covers every depth
+    with pytest.raises(SpecError, match="probe.depths"):
+        load_spec(_with(base, "probe.depths", "some"))
+
+
 def test_white_noise_trains_on_train_accuracy(base):
     s = load_spec(_with(_with(base, "dataset", "white_noise"), "train.points", "all"))
     assert {p["accuracy_on"] for p in s.points() if p["kind"] == "train"} == {"train"}
