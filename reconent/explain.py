@@ -28,7 +28,6 @@ figures with their captions, for the HTML report.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import sys
@@ -124,29 +123,6 @@ class HeadBlock(nn.Module):
         return LinearDecoder(self.n_out, self.n_in, gen)
 
 
-@contextlib.contextmanager
-def _keep_classifier():
-    """Keep the Classifier (body + head) that `reconent.train.train` builds, whose head it does not return.
-
-    `train` looks `Classifier` up in its module when called; a subclass that remembers its
-    instances is swapped in for the duration. (A `train(..., model_out=)` hook would make this unnecessary.)
-    """
-    from . import train as train_mod
-
-    base, kept = train_mod.Classifier, []
-
-    class Kept(base):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            kept.append(self)
-
-    train_mod.Classifier = Kept
-    try:
-        yield kept
-    finally:
-        train_mod.Classifier = base
-
-
 def ideal_inputs(decoders, n_classes: int, low: float = -1.0, high: float = 1.0) -> torch.Tensor:
     """Push the vectors (high at class k, low elsewhere) back through all decoders, last first.
 
@@ -180,10 +156,9 @@ def explain_mlp(out_dir, *, dataset: str = "mnist5k", data_root=None, download: 
     body = build("mlp", depth, d.shape, seed=seed, sigma_w2=sigma_w2, sigma_b2=sigma_b2, activation=activation,
                  width=width)
     log(f"training the {depth}-layer MLP with its head on {dataset} for {train_epochs} epochs")
-    with _keep_classifier() as kept:
-        tr = train(body, d.train_x, d.train_y, d.test_x, d.test_y, epochs=train_epochs, threshold=1.0, lr=train_lr,
-                   batch_size=batch_size, n_classes=d.n_classes, train_samples=train_samples, device=device)
-    model = kept[-1].cpu()
+    tr = train(body, d.train_x, d.train_y, d.test_x, d.test_y, epochs=train_epochs, threshold=1.0, lr=train_lr,
+               batch_size=batch_size, n_classes=d.n_classes, train_samples=train_samples, device=device)
+    model = tr.model.cpu()
     full = Body(list(body.cpu()) + [HeadBlock(model.head)], body.in_shape, seed, "mlp")
     log(f"test accuracy {tr.final_accuracy:.3f}; training the cascade decoders (with the head's) on the trained body")
     r = probe(full, d.train_x, d.test_x, epochs=probe_epochs, batch_size=batch_size, lr=lr, rtol=0.005,

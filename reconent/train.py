@@ -8,7 +8,7 @@ with other thresholds. A NaN/inf loss ends training with status 'diverged': that
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -27,13 +27,15 @@ class TrainResult:
     status: str  # 'ok' or 'diverged'
     seconds: float
     device: str
+    model: nn.Module | None = field(default=None, repr=False)  # the trained body + head (not stored)
 
     @property
     def final_accuracy(self) -> float:
         return self.accuracy[-1] if self.accuracy else float("nan")
 
     def summary(self) -> dict:
-        return {**asdict(self), "final_accuracy": self.final_accuracy}
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"},
+                "final_accuracy": self.final_accuracy}
 
 
 @torch.no_grad()
@@ -89,4 +91,4 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
         if accs[-1] > threshold:
             break
     return TrainResult(accs, losses, len(accs), threshold, bool(accs and accs[-1] > threshold), status,
-                       time.perf_counter() - t0, str(device))
+                       time.perf_counter() - t0, str(device), model)

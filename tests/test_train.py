@@ -13,7 +13,7 @@ def test_training_reaches_threshold_and_stops_early():
     epochs = []
     r = train(body, d.train_x, d.train_y, d.test_x, d.test_y, epochs=20, threshold=0.5, lr=0.05,
               on_epoch=lambda e, acc, loss: epochs.append((e, acc)))
-    assert r.reached and r.status == "ok"
+    assert r.reached and r.status == "ok" and r.model is not None and "model" not in r.summary()
     assert r.epochs < 20 and len(r.accuracy) == r.epochs == len(epochs)
     assert r.final_accuracy > 0.5 and all(a <= 0.5 for a in r.accuracy[:-1])
 
