@@ -108,3 +108,17 @@ resources: {{cpu: 1}}
 device: cpu
 storage: {storage}
 """
+
+
+def test_report_embeds_explain_figures(results, tmp_path, capsys):
+    ex = tmp_path / "ex"
+    assert cli.main(["explain", "mlp", "-o", str(ex), "--depth", "2", "--width", "32", "--train-epochs", "1",
+                     "--train-samples", "256", "--probe-samples", "256", "--eval-samples", "16", "--samples", "2"]) == 0
+    out = tmp_path / "rep"
+    assert cli.main(["report", str(results), "-o", str(out), "--n-boot", "0", "--explain", str(ex)]) == 0
+    html, _ = check_report(out)
+    assert ">Interpretability</h2>" in html and html.count("data:image/png;base64,") >= 3 + 3
+    capsys.readouterr()
+    assert cli.main(["report", str(results), "-o", str(out), "--explain", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "--explain" in err and err.count("\n") == 1

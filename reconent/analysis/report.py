@@ -132,8 +132,25 @@ def _agreement_html(a: Analysis) -> str:
             + _table(conf) + _table(met))
 
 
-def write_report(a: Analysis, out_dir, uris=(), title: str | None = None) -> dict:
-    """Write report.html (self-contained), the PNG figures and summary.json into out_dir; returns the summary."""
+def _explain_html(dirs) -> str:
+    """The figures of `reconent explain` runs (their manifest.json), embedded like the report's own."""
+    from ..explain import figures as explain_figures
+
+    parts = []
+    for d in dirs:
+        try:
+            figs = explain_figures(d)
+        except (OSError, ValueError) as e:
+            raise AnalysisError(f"--explain {d}: not a `reconent explain` output folder ({e}); "
+                                f"run `reconent explain mlp -o {d}` first") from None
+        parts += [f"<p class='muted'>{html.escape(f['title'])}</p>" + _img(Path(f["path"]), f["title"]) for f in figs]
+    return "".join(parts)
+
+
+def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explain=()) -> dict:
+    """Write report.html (self-contained), the PNG figures and summary.json into out_dir; returns the summary.
+
+    `explain`: folders written by `reconent explain`, shown in an extra "Interpretability" section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "curves": []}
@@ -159,7 +176,9 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None) -> dic
     specs = "".join(f"<p class='muted'>{html.escape(src)}</p><pre>{html.escape(text)}</pre>"
                     for src, text in _spec_texts(uris)) or none
     title = title or f"reconent report: {', '.join(s['sweeps']) or 'results'}"
+    sections = SECTIONS + (["Interpretability"] if explain else [])
     body = {
+        "Interpretability": _explain_html(explain) if explain else "",
         "Summary": f"{_table(head)}<p><b>Notes</b></p><ul class='notes'>{notes}</ul>",
         "Phase diagram": "<p>Entropy of the deepest probe per σ_w² (median over seeds) at each layer, with the "
                          "predicted boundary, the trained points, 6·ξ_c and the critical σ_w².</p>" + imgs("phase"),
@@ -178,13 +197,14 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None) -> dic
            f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
            f"<p class='muted'>{html.escape(', '.join(map(str, uris)))} · {rule} · generated "
            f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p><nav>"
-           + " · ".join(f"<a href='#s{i}'>{n}</a>" for i, n in enumerate(SECTIONS)) + "</nav>"
-           + "".join(f"<h2 id='s{i}'>{n}</h2>{body[n]}" for i, n in enumerate(SECTIONS)) + "</body></html>")
+           + " · ".join(f"<a href='#s{i}'>{n}</a>" for i, n in enumerate(sections)) + "</nav>"
+           + "".join(f"<h2 id='s{i}'>{n}</h2>{body[n]}" for i, n in enumerate(sections)) + "</body></html>")
     (out / "report.html").write_text(doc, encoding="utf-8")
     return summary
 
 
-def report(uris, out_dir, rtol: float | None = None, threshold: float | None = None, n_boot: int = 1000) -> dict:
+def report(uris, out_dir, rtol: float | None = None, threshold: float | None = None, n_boot: int = 1000,
+           explain=()) -> dict:
     """Load one or several sweeps (`<storage>/<sweep name>` each), analyse and write the report."""
     uris = [uris] if isinstance(uris, (str, Path)) else list(uris)
     got = {k: [] for k in ("probe", "train")}
@@ -196,11 +216,11 @@ def report(uris, out_dir, rtol: float | None = None, threshold: float | None = N
             got[k].append(f)
     probes, trains = (pd.concat([f for f in got[k] if len(f)] or [pd.DataFrame()], ignore_index=True)
                       for k in ("probe", "train"))
-    return write_report(analyse(probes, trains, rtol, threshold, n_boot=n_boot), out_dir, uris)
+    return write_report(analyse(probes, trains, rtol, threshold, n_boot=n_boot), out_dir, uris, explain=explain)
 
 
 def cmd_report(a) -> None:
-    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot)
+    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain)
     if a.json:
         print(json.dumps(s))
         return
@@ -227,5 +247,7 @@ def register(sub, bench) -> None:
     r.add_argument("--threshold", type=nonneg, default=None,
                    help="accuracy threshold in [0, 1] (default: each trial's stored threshold)")
     r.add_argument("--n-boot", type=_num(int, 0), default=1000, help="bootstrap resamples over seeds (0: none)")
+    r.add_argument("--explain", action="append", default=[], metavar="DIR",
+                   help="also embed the figures of a `reconent explain` output folder (repeatable)")
     r.add_argument("--json", action="store_true", help="print summary.json's content as one JSON object")
     r.set_defaults(func=cmd_report)
