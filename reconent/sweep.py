@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from .spec import point_id
-from .trial import run_point
+from .trial import run_point, versions
 
 # Quiet, self-contained local Ray: no auth token prompts, no usage-stats, no per-trial JSON/CSV/
 # TensorBoard loggers (we store our own Parquet; they cost ~25 ms of file I/O per point), and the
@@ -62,6 +62,7 @@ def point_trainable(config: dict) -> None:
 
     row = run_point(point, ctx["device"], data_root=ctx["data_root"], download=ctx["download"],
                     on_epoch=on_epoch if point["kind"] == "train" else None, spec_hash=ctx["spec_hash"],
+                    code_version=ctx.get("code_version"),
                     node_id=ray.get_runtime_context().get_node_id())
     Store(ctx["storage"], ctx["sweep"]).write_part(point["kind"], row)
     tune.report({"final": True, "point_id": row["point_id"], "status": row["status"], "error": row["error"],
@@ -219,7 +220,8 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
     if missing:
         cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu or 0)
         ctx = {"storage": storage_uri, "sweep": spec.name, "spec_hash": spec.spec_hash, "device": spec.device,
-               "data_root": _abs(spec.data_root), "download": bool(spec.download), "threads": max(1, round(cpu))}
+               "data_root": _abs(spec.data_root), "download": bool(spec.download), "threads": max(1, round(cpu)),
+               "code_version": versions()["code_version"]}  # the driver's checkout: workers may have no .git
         with _Ray(address):
             slots = _slots(cpu, gpu, local=address is None)
             grid, cb = _fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures, progress,
@@ -288,7 +290,9 @@ def submit(spec_path, address: str, storage: str | None = None, wait: bool = Fal
     job_id = client.submit_job(entrypoint=entrypoint, runtime_env={
         "working_dir": str(project_root()), "excludes": JOB_EXCLUDES,
         "env_vars": {**{k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"},
-                     "RECONENT_SPEC_YAML": Path(spec_path).read_text()}})
+                     "RECONENT_SPEC_YAML": Path(spec_path).read_text(),
+                     # the job's working_dir is a copy without .git: send the sha of the code submitted
+                     "RECONENT_CODE_VERSION": versions()["code_version"]}})
     if wait:
         _wait_job(client, job_id)
     return job_id

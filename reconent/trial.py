@@ -9,6 +9,7 @@ storage) reach Tune's FailureConfig.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -58,8 +59,11 @@ def versions() -> dict:
 
 
 def _code_version(fallback: str) -> str:
-    # The git sha of the checkout the code runs from; a Ray job's working_dir has no .git, an
-    # installed wheel neither: then the package version is all we know.
+    # The git sha of the checkout the code runs from. A Ray job's working_dir has no .git, so
+    # `sweep submit` sends the submitter's sha in RECONENT_CODE_VERSION; an installed wheel has
+    # neither: then the package version is all we know.
+    if os.environ.get("RECONENT_CODE_VERSION"):
+        return os.environ["RECONENT_CODE_VERSION"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=5)

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import LoopbackCluster, kill_group, wait_for
 from reconent.cli import main
-from reconent.trial import PROBE_RESULTS, TRAIN_RESULTS, run_point
+from reconent.trial import PROBE_RESULTS, TRAIN_RESULTS, run_point, versions
 
 TINY = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "rtol": 0.005, "train_samples": 128, "eval_samples": 16}
 SLOWER = {"epochs": 2, "train_samples": 2048, "eval_samples": 64}  # ~1 s a point: time to kill things mid-sweep
@@ -62,6 +62,19 @@ def test_run_point_row_and_science_errors_are_data():
     bad = run_point({**base, "activation": "swish"}, "cpu")  # raises inside the library -> a row
     assert bad["status"] == "error" and "swish" in bad["error"] and bad["cutoff"] is None
     assert set(bad) == set(row)
+
+
+def test_code_version_is_the_git_sha_or_what_the_submitter_sent(monkeypatch):
+    import subprocess
+
+    from reconent import trial
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(trial.__file__).parent).stdout.strip()
+    if len(head) == 40:  # a git checkout (CI's clean clone is one)
+        assert trial._code_version("x") == head
+    monkeypatch.setenv("RECONENT_CODE_VERSION", "abc123")
+    assert trial._code_version("x") == "abc123"
 
 
 def test_train_point_stops_early_and_reports_each_epoch():
@@ -131,6 +144,7 @@ def test_local_sweep_rows_match_grid(tiny):
         assert (df["schema_version"] == 1).all() and (df["sweep"] == "tiny").all()
         assert df["node"].notna().all() and df["node_id"].notna().all() and df["torch_version"].notna().all()
         assert df["spec_hash"].nunique() == 1 and (df["seconds"] > 0).all()
+        assert (df["code_version"] == versions()["code_version"]).all()  # the driver's git sha (or version)
         bad = df[df["sigma_w2"] == 1e60]
         assert (bad["status"] == "diverged").all() and bad["error"].str.len().gt(0).all()
         assert (df[df["sigma_w2"] == 2.0]["status"] == "ok").all()
