@@ -156,4 +156,4 @@ def test_robust_and_fast_over_the_sweep_range():
                     if act == "tanh":
                         assert math.isfinite(m["q_star"]) and m["chi_c"] < 1
                         assert (m["c_star"] == 1) == (m["phase"] == "ordered")
-    assert (time.perf_counter() - t0) / n < 0.010
+    assert (time.perf_counter() - t0) / n < 0.1  # a loose sanity bound (measured ~0.5 ms): no timing claims
