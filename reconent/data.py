@@ -149,7 +149,15 @@ def _not_found(name: str, root: str, download: bool, err: Exception) -> DatasetN
 
 def _open(cls, name: str, root: str, download: bool, train: bool):
     try:
-        return cls(root, train=train, download=download)
+        if not download:
+            return cls(root, train=train, download=False)
+        # Several sweep trials on one node may download into the same root at once; a file lock
+        # makes one of them download while the others wait, then find the files.
+        from filelock import FileLock
+
+        os.makedirs(root, exist_ok=True)
+        with FileLock(os.path.join(root, f".reconent-{name}.lock")):
+            return cls(root, train=train, download=True)
     except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found ..." / download errors
         raise _not_found(name, root, download, err) from err
 

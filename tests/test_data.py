@@ -138,6 +138,42 @@ def test_torchvision_mnist_roundtrip(tmp_path, name, folder):
     assert d.test_y.tolist() == test_lab.tolist()
 
 
+def test_concurrent_downloads_into_one_root_download_once(tmp_path, monkeypatch):
+    """Sweep trials on one node share a data root: only one of them may download, the others wait."""
+    import threading
+    import time
+
+    from torchvision.datasets import MNIST
+
+    from reconent.data import _build
+
+    calls = []
+
+    def fake_download(self):  # stands in for the network: slow, then the real files appear
+        if self._check_exists():
+            return
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        _write_mnist_root(tmp_path, "MNIST")
+
+    monkeypatch.setattr(MNIST, "download", fake_download)
+    got, errors = [], []
+
+    def worker():
+        try:
+            got.append(_build("mnist", str(tmp_path), True))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 3 and len(calls) == 1
+    assert all(d.train_x.shape == (6, 1, 28, 28) for d in got)
+
+
 def test_missing_dataset_message(tmp_path):
     empty = tmp_path / "empty_root"
     empty.mkdir()
