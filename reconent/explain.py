@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import models
 from .models import FORWARD, Body, LinearDecoder, _uniform_, stream
 
 MANIFEST = "manifest.json"
@@ -55,11 +56,6 @@ def _write_manifest(out_dir: Path, info: dict, figs: list[dict]) -> dict:
     info = {**info, "figures": figs}
     (out_dir / MANIFEST).write_text(json.dumps(info, indent=1, default=_jsonable))
     return {**info, "figures": [{**f, "path": str(out_dir / f["path"])} for f in figs]}
-
-
-def _check_device(device: str) -> None:
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use device='cpu'")
 
 
 def _jsonable(v):
@@ -149,7 +145,7 @@ def explain_mlp(out_dir, *, dataset: str = "mnist5k", data_root=None, download: 
     from .train import train
 
     log = log or (lambda msg: None)
-    _check_device(device)
+    models.device(device)  # fail before training, not after
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     d = datasets.load(dataset, data_root, download)
@@ -431,7 +427,7 @@ def explain_vgg16(out_dir, *, images="mnist5k", data_root=None, download: bool =
     from .probe import probe
 
     log = log or (lambda msg: None)
-    _check_device(device)
+    models.device(device)  # fail before training, not after
     if eval_images < 2 or train_images < 1:
         raise ValueError(f"need eval_images >= 2 and train_images >= 1, got {eval_images} and {train_images}")
     out_dir = Path(out_dir)

@@ -46,6 +46,14 @@ def stream(seed: int, layer: int, role: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
 
+def device(name: str | torch.device) -> torch.device:
+    """The torch device for `name`; a clear ValueError, not a CUDA traceback, where there is no GPU."""
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
+    return dev
+
+
 def activation(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")

@@ -24,7 +24,8 @@ from torch import nn
 
 from .entropy import (as_distribution, cutoff_from_normalised, differential_entropy_from_std, normalised,
                       relative_entropy)
-from .models import DATA, Body, Dense, LinearDecoder, stream
+from . import models
+from .models import DATA, Body, Dense, stream
 
 
 @dataclass
@@ -95,9 +96,7 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: in
     deterministic for a given seed on CPU. `stacked=None` picks the stacked path when it applies.
     """
     t0 = time.perf_counter()
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch sees no CUDA GPU; use device='cpu'")
+    device = models.device(device)
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
     gen = stream(body.seed, 0, DATA)

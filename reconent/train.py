@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import models
 from .models import DATA, Body, Classifier, stream
 
 
@@ -58,7 +59,7 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
     memorisation criterion used for white noise with random labels.
     """
     t0 = time.perf_counter()
-    device = torch.device(device)
+    device = models.device(device)
     gen = stream(body.seed, 0, DATA)
     if train_samples is not None and train_samples < len(train_x):
         idx = torch.randperm(len(train_x), generator=gen)[:train_samples]

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from .spec import point_id
+from .store import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 COORDS = ("sweep", "kind", "dataset", "arch", "activation", "width", "channels", "depth", "sigma_w2", "sigma_b2",
           "seed")
 SETTINGS = {"probe": ("epochs", "batch_size", "lr", "rtol", "train_samples", "eval_samples"),

@@ -1,6 +1,5 @@
 import math
 
-import torch
 
 from reconent import data
 from reconent.models import mlp

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..entropy import cutoff_from_normalised
+from ..store import SCHEMA_VERSION  # the row schema this analysis reads
 
-SCHEMA_VERSION = 1  # the row schema of docs/CONTRACT.md this analysis reads
 # One predicted/true boundary L*(σ_w²) per group: everything except σ_w², depth and seed.
 GROUP = ["dataset", "arch", "activation", "width", "channels", "sigma_b2"]
 # Columns without which a part of the analysis cannot run, per kind (all exist since schema version 1).
