@@ -5,8 +5,8 @@ import time
 
 import torch
 
-from .models import ARCHS, build
-from .probe import probe
+from reconent.science import archs
+from reconent.science.probe import probe
 
 
 def matmul_peak(device: torch.device, sizes=(784, 1024, 2048), seconds: float = 0.5) -> float:
@@ -41,8 +41,7 @@ def probe_flops_per_step(body, batch_size: int) -> float:
     A residual block has two convs and a two-stage decoder, whose first stage also needs the
     input gradient of the second: 2 + 5 such terms. Padding, tanh, bias and Adam are not counted.
     """
-    return sum(b.probe_flops(batch_size) if hasattr(b, "probe_flops") else 6 * batch_size * b.n_in * b.n_out
-               for b in body)
+    return sum(b.probe_flops(batch_size) for b in body)
 
 
 def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
@@ -55,14 +54,12 @@ def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, ste
     (generic path); `depth` counts the blocks after the 3-layer stem.
     """
     dev = torch.device(device)
-    if arch not in ARCHS:
-        raise ValueError(f"bench probe supports --arch {'|'.join(ARCHS)}; got {arch!r}")
-    if arch == "mlp":
-        in_shape = (width or 784,)
-        body = build(arch, depth, in_shape, width=width, sigma_w2=1.76, sigma_b2=0.05, seed=0)
-    else:
-        in_shape = tuple(image)
-        body = build(arch, depth, in_shape, channels=channels, sigma_w2=1.05, sigma_b2=2e-5, seed=0)
+    a = archs.get(arch)
+    # The paper's setting of the architecture; an MLP's input is as wide as its hidden layers.
+    in_shape = (width or a.bench["in_shape"][0],) if a.size == "width" else tuple(image or a.bench["in_shape"])
+    size = {"width": width, "channels": channels}[a.size]
+    body = archs.build(arch, depth, in_shape, sigma_w2=a.bench["sigma_w2"], sigma_b2=a.bench["sigma_b2"], seed=0,
+                       **{a.size: size})
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(steps * batch_size, *in_shape, generator=gen)
     ev = torch.rand(64, *in_shape, generator=gen)
@@ -74,8 +71,8 @@ def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, ste
     # some CPUs (measured here: ~270-340 against ~200 GFLOP/s), so a conv probe's ratio can exceed 1.
     return {
         "bench": "probe", "device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(),
-        "arch": arch, "width": width if arch == "mlp" else None,
-        "channels": body[0].out_shape[0] if arch != "mlp" else None, "layers": len(body), "depth": depth,
+        "arch": arch, "width": width if a.size == "width" else None,
+        "channels": body[0].out_shape[0] if a.size == "channels" else None, "layers": len(body), "depth": depth,
         "batch_size": batch_size, "steps": r.steps, "path": r.path,
         "ms_per_step": 1e3 * r.train_seconds / r.steps, "eval_seconds": r.seconds - r.train_seconds,
         "gflops": gflops, "peak_gflops": peak, "efficiency": gflops / peak, "torch": torch.__version__,

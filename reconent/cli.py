@@ -10,7 +10,7 @@ import json
 import sys
 
 # Modules that add their own sub-commands through `register(subparsers, bench_subparsers)`.
-PLUGINS: list[str] = ["reconent.analysis.report", "reconent.sweep", "reconent.explain"]
+PLUGINS: list[str] = ["reconent.analysis.report", "reconent.sweep.tune", "reconent.explain"]
 
 
 class UsageError(Exception):
@@ -49,16 +49,17 @@ def _emit(obj: dict, as_json: bool, table) -> None:
 
 # ---------------------------------------------------------------- probe
 def add_probe_args(p) -> None:
-    from .data import DATASETS
-    from .models import ACTIVATIONS, ARCHS
+    from reconent.science import archs
+    from reconent.science.data import DATASETS
 
     p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     p.add_argument("--data-root", default=None, help="torchvision data root (default $RECONENT_DATA or ~/.cache)")
     p.add_argument("--download", action="store_true", help="let torchvision download the dataset")
-    p.add_argument("--arch", default="mlp", choices=ARCHS)
+    p.add_argument("--arch", default="mlp", choices=archs.names())
     p.add_argument("--width", type=pos_int, default=None, help="MLP hidden width (default: input size)")
-    p.add_argument("--channels", type=pos_int, default=None, help="cnn/resnet channels (default 128 cnn, 32 resnet)")
-    p.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
+    p.add_argument("--channels", type=pos_int, default=None, help="conv channels (default: the arch's, "
+                   + ", ".join(f"{a.name} {a.default_size}" for a in map(archs.get, archs.names()) if a.size == "channels") + ")")
+    p.add_argument("--activation", default="tanh", choices=archs.ACTIVATIONS)
     p.add_argument("--depth", type=pos_int, default=30)
     p.add_argument("--sigma-w2", type=nonneg, default=1.76)
     p.add_argument("--sigma-b2", type=nonneg, default=0.05)
@@ -66,7 +67,8 @@ def add_probe_args(p) -> None:
     p.add_argument("--epochs", type=pos_int, default=1)
     p.add_argument("--batch-size", type=pos_int, default=64)
     p.add_argument("--lr", type=pos_float, default=1e-3)
-    p.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default 0.005 MLP, 0.01 CNN/ResNet)")
+    p.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: the arch's, "
+                   + ", ".join(f"{n} {archs.get(n).rtol:g}" for n in archs.names()) + ")")
     p.add_argument("--train-samples", type=pos_int, default=None, help="default: the whole training split")
     p.add_argument("--eval-samples", type=_num(int, 2), default=500)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -74,14 +76,14 @@ def add_probe_args(p) -> None:
 
 def run_probe(a) -> tuple[dict, object, object]:
     """Shared by `probe` and later commands: load data, build the body, probe. Returns summary, result, data."""
-    from . import data as datasets
-    from .models import build
-    from .probe import probe
+    from reconent.science import archs
+    from reconent.science import data as datasets
+    from reconent.science.probe import probe
 
     d = datasets.load(a.dataset, a.data_root, a.download)
-    body = build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
-                 activation=a.activation, width=a.width, channels=a.channels)
-    rtol = a.rtol if a.rtol is not None else (0.005 if a.arch == "mlp" else 0.01)
+    body = archs.build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
+                       activation=a.activation, **{k: getattr(a, k) for k in archs.SIZES})
+    rtol = a.rtol if a.rtol is not None else archs.get(a.arch).rtol
     r = probe(body, d.train_x, d.test_x, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, rtol=rtol,
               train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device)
     point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "channels", "activation", "depth", "sigma_w2",
@@ -90,7 +92,7 @@ def run_probe(a) -> tuple[dict, object, object]:
 
 
 def cmd_probe(a) -> None:
-    from .plots import profile_plot, reconstructions_plot
+    from reconent.analysis.plots import profile_plot, reconstructions_plot
 
     out, r, d = run_probe(a)
     title = f"{a.arch} on {a.dataset}: σ_w²={a.sigma_w2:g}, σ_b²={a.sigma_b2:g}, depth {a.depth}, seed {a.seed}"
@@ -119,7 +121,7 @@ def _probe_table(o: dict) -> None:
 
 # ---------------------------------------------------------------- theory
 def cmd_theory(a) -> None:
-    from . import theory
+    from reconent.science import theory
 
     out = {"activation": a.activation, "sigma_b2": a.sigma_b2,
            "critical_sigma_w2": theory.critical_sigma_w2(a.sigma_b2, activation=a.activation)}
@@ -144,6 +146,8 @@ def cmd_bench_probe(a) -> None:
 
 # ---------------------------------------------------------------- main
 def parser() -> Parser:
+    from reconent.science import archs
+
     p = Parser(prog="reconent", description="Predict which initialisations and depths of a network will train, "
                "with the cascade reconstruction-entropy probe (arXiv:2406.12916).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -158,14 +162,14 @@ def parser() -> Parser:
     t = sub.add_parser("theory", help="mean-field quantities: critical σ_w², χ₁, ξ_c, q*, c*")
     t.add_argument("--sigma-b2", type=nonneg, default=0.05)
     t.add_argument("--sigma-w2", type=nonneg, default=None)
-    t.add_argument("--activation", default="tanh", choices=("tanh", "relu"))
+    t.add_argument("--activation", default="tanh", choices=archs.ACTIVATIONS)
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_theory)
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers").add_subparsers(
         dest="what", required=True, parser_class=Parser)
     b = bench.add_parser("probe", help="time the probe on a paper-sized network against the matmul peak")
-    b.add_argument("--arch", default="mlp", choices=("mlp", "cnn", "resnet"))
+    b.add_argument("--arch", default="mlp", choices=archs.names())
     b.add_argument("--width", type=pos_int, default=784, help="mlp width")
     b.add_argument("--channels", type=pos_int, default=None, help="cnn/resnet channels (default 128 cnn, 32 resnet)")
     b.add_argument("--depth", type=pos_int, default=30)
@@ -182,7 +186,7 @@ def parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data import DatasetNotFound
+    from reconent.science.data import DatasetNotFound
 
     try:
         args = parser().parse_args(argv)

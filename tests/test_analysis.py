@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reconent import theory
+from reconent.science import theory
 from reconent.analysis import (AnalysisError, analyse, boundary_table, confusion, match, metrics,
                                predicted_boundary, probe_cutoffs, score, train_verdicts, true_boundary)
 from reconent.analysis import synthetic as syn
 from reconent.analysis.agreement import scored
-from reconent.entropy import cutoff_from_normalised
+from reconent.science.entropy import cutoff_from_normalised
 
 BOUNDARY = {1.0: 3, 1.5: 8, 1.76: 20, 2.5: 6}
 DEPTHS = [2, 4, 6, 10, 15, 25]

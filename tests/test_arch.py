@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from reconent import data, theory
+from reconent.science import data, theory
 from reconent.bench import bench_probe, probe_flops_per_step
 from reconent.cli import main
-from reconent.models import ARCHS, DEFAULT_CHANNELS, STEM_LAYERS, Conv, Residual, build
-from reconent.probe import probe
+from reconent.science import archs
+from reconent.science.models import STEM_LAYERS, Conv, Residual, build
+from reconent.science.probe import probe
+
+ARCHS = archs.names()
+DEFAULT_CHANNELS = {n: archs.get(n).default_size for n in ARCHS if archs.get(n).size == "channels"}
 
 SHAPES = [(1, 28, 28), (1, 32, 32), (3, 32, 32), (1, 9, 9), (1, 15, 17)]
 
@@ -169,7 +173,7 @@ def test_bench_conv_flops_and_efficiency(capsys):
 def test_paper_scale_conv_specs_validate(name, arch, dataset):
     from pathlib import Path
 
-    from reconent.spec import load_spec
+    from reconent.sweep.spec import load_spec
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml", check_storage=False)
     pts = spec.points()

@@ -1,4 +1,4 @@
-"""Tests for reconent.data: embedded/generated datasets and the torchvision loaders on tiny files
+"""Tests for reconent.science.data: embedded/generated datasets and the torchvision loaders on tiny files
 written by the tests themselves (no internet, no real dataset files needed)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from reconent import data
-from reconent.data import DATASETS, Data, DatasetNotFound, load
+from reconent.science import data
+from reconent.science.data import DATASETS, Data, DatasetNotFound, load
 
 
 # --------------------------------------------------------------------------- embedded / generated
@@ -145,7 +145,7 @@ def test_concurrent_downloads_into_one_root_download_once(tmp_path, monkeypatch)
 
     from torchvision.datasets import MNIST
 
-    from reconent.data import _build
+    from reconent.science.data import _build
 
     calls = []
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconent.entropy import (as_distribution, cutoff, cutoff_from_normalised, differential_entropy,
+from reconent.science.entropy import (as_distribution, cutoff, cutoff_from_normalised, differential_entropy,
                               relative_entropy)
 
 

@@ -36,7 +36,7 @@ def test_explain_mlp_writes_reconstructions_ideal_inputs_and_profile(capsys, tmp
 
 def test_ideal_inputs_go_through_every_decoder_in_reverse():
     g = torch.Generator().manual_seed(0)
-    from reconent.models import LinearDecoder
+    from reconent.science.models import LinearDecoder
 
     decs = [LinearDecoder(8, 16, g), LinearDecoder(8, 8, g), LinearDecoder(3, 8, g)]  # g_1, g_2, head
     v = torch.tensor([[1.0, -1, -1], [-1, 1, -1], [-1, -1, 1]])

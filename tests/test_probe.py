@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from reconent import data
-from reconent.models import mlp
-from reconent.probe import probe
+from reconent.science import data
+from reconent.science.models import mlp
+from reconent.science.probe import probe
 
 
 @pytest.fixture(scope="module")

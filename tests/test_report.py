@@ -8,13 +8,13 @@ import pytest
 from reconent import cli
 from reconent.analysis import synthetic as syn
 from reconent.analysis.report import HEADLINE, SECTIONS
-from reconent.store import Store
+from reconent.sweep.store import Store
 
 KEYS = HEADLINE + ["notes"]
 
 
 def write_parts(root, name, df: pd.DataFrame, kind: str) -> None:
-    """The real write path: one Parquet part per row through reconent.store (schema v1, atomic)."""
+    """The real write path: one Parquet part per row through reconent.sweep.store (schema v1, atomic)."""
     store = Store(str(root), name)
     for row in df.to_dict("records"):
         store.write_part(kind, {k: v for k, v in row.items() if not (np.isscalar(v) and pd.isna(v))})
@@ -85,8 +85,8 @@ def test_report_edge_cases_are_notes_or_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_report_on_a_tiny_real_sweep(tmp_path):
-    sweep = pytest.importorskip("reconent.sweep")
-    pytest.importorskip("reconent.spec")
+    sweep = pytest.importorskip("reconent.sweep.tune")
+    pytest.importorskip("reconent.sweep.spec")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(storage=tmp_path / "results"))
     s = sweep.run(str(spec), progress=False)

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reconent import results
-from reconent.store import PROFILES, SCHEMAS, Store
+from reconent.sweep import results
+from reconent.sweep.store import PROFILES, SCHEMAS, Store
 from test_store import rows
 
 

@@ -12,10 +12,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from reconent import store as store_mod
-from reconent.spec import load_spec, point_id
-from reconent.store import SCHEMAS, Store
-from reconent.trial import empty_row
+from reconent.sweep import store as store_mod
+from reconent.sweep.spec import load_spec, point_id
+from reconent.sweep.store import SCHEMAS, Store
+from reconent.sweep.trial import empty_row
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
 

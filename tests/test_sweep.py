@@ -18,7 +18,9 @@ import yaml
 
 from conftest import LoopbackCluster, kill_group, wait_for
 from reconent.cli import main
-from reconent.trial import PROBE_RESULTS, TRAIN_RESULTS, run_point, versions
+from reconent.sweep.trial import RESULTS, run_point, versions
+
+PROBE_RESULTS, TRAIN_RESULTS = RESULTS["probe"], RESULTS["train"]
 
 TINY = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "rtol": 0.005, "train_samples": 128, "eval_samples": 16}
 SLOWER = {"epochs": 2, "train_samples": 2048, "eval_samples": 64}  # ~1 s a point: time to kill things mid-sweep
@@ -46,7 +48,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def point_ids(spec_path: Path, kind: str) -> set[str]:
-    from reconent.spec import load_spec, point_id
+    from reconent.sweep.spec import load_spec, point_id
 
     return {point_id(p) for p in load_spec(spec_path).points() if p["kind"] == kind}
 
@@ -67,7 +69,7 @@ def test_run_point_row_and_science_errors_are_data():
 def test_code_version_is_the_git_sha_or_what_the_submitter_sent(monkeypatch):
     import subprocess
 
-    from reconent import trial
+    from reconent.sweep import trial
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(trial.__file__).parent).stdout.strip()
@@ -114,7 +116,7 @@ def test_submit_validates_before_contacting_a_cluster(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """One finished tiny sweep: 4 probe points (2 of them diverge) and their 4 training points."""
-    from reconent.sweep import run
+    from reconent.sweep.tune import run
 
     d = tmp_path_factory.mktemp("tiny")
     spec = write_spec(d / "tiny.yaml", "tiny", d / "store",
@@ -160,8 +162,8 @@ def test_local_sweep_rows_match_grid(tiny):
 
 @pytest.mark.slow
 def test_rerun_skips_done_and_recomputes_a_corrupt_part(tiny, capsys, monkeypatch):
-    from reconent import sweep
-    from reconent.sweep import run
+    from reconent.sweep import tune as sweep
+    from reconent.sweep.tune import run
 
     spec, folder, _, _ = tiny
     before = snapshot(folder / "probe")
@@ -254,7 +256,7 @@ def test_loopback_cluster_survives_a_dead_worker(tmp_path, procs):
 def test_submit_to_loopback_jobs_server(procs):
     from ray.job_submission import JobSubmissionClient
 
-    from reconent.sweep import _wait_job, submit
+    from reconent.sweep.tune import _wait_job, submit
 
     cluster = LoopbackCluster(procs, cpus=2, dashboard=True)
     wait_for(lambda: _reachable(cluster.dashboard), 60, "the Jobs API")

@@ -1,4 +1,4 @@
-"""Mean-field theory (reconent.theory) against known values, closed forms and its own fixed-point equations."""
+"""Mean-field theory (reconent.science.theory) against known values, closed forms and its own fixed-point equations."""
 
 import math
 import time
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from reconent import theory as T
+from reconent.science import theory as T
 
 
 def gauss(f):  # independent ∫Dz f(z) by adaptive quadrature, to check the Gauss-Hermite sums

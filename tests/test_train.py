@@ -1,9 +1,9 @@
 import math
 
 
-from reconent import data
-from reconent.models import mlp
-from reconent.train import train
+from reconent.science import data
+from reconent.science.models import mlp
+from reconent.science.train import train
 
 
 def test_training_reaches_threshold_and_stops_early():

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .. import theory
+from reconent.science import theory
 from .frames import GROUP
 
 KEYS = GROUP + ["sigma_w2"]

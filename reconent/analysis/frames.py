@@ -10,11 +10,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..entropy import cutoff_from_normalised
-from ..store import SCHEMA_VERSION  # the row schema this analysis reads
+from reconent.science.entropy import cutoff_from_normalised
+from reconent.sweep import columns
+from reconent.sweep.columns import SCHEMA_VERSION  # the row schema this analysis reads
 
 # One predicted/true boundary L*(σ_w²) per group: everything except σ_w², depth and seed.
-GROUP = ["dataset", "arch", "activation", "width", "channels", "sigma_b2"]
+GROUP = list(columns.GROUP)
 # Columns without which a part of the analysis cannot run, per kind (all exist since schema version 1).
 NEEDS = {
     "probe": ["sigma_w2", "sigma_b2", "depth", "seed", "status", "rtol", "relative_entropy_norm_median"],
@@ -37,7 +38,7 @@ class AnalysisWarning(UserWarning):
 def load(uris, kind: str) -> pd.DataFrame:
     """Rows of `kind` from one or several sweeps (a URI each: `<storage>/<sweep name>`, or a storage root),
     concatenated by reconent.results; an empty frame when none of them has rows of this kind."""
-    from .. import results
+    from reconent.sweep import results
 
     uris = [uris] if isinstance(uris, (str, bytes)) or hasattr(uris, "__fspath__") else list(uris)
     try:
@@ -151,7 +152,7 @@ def group_label(key) -> str:
 def per_layer(probes: pd.DataFrame) -> pd.DataFrame:
     """reconent.results.layers (one row per probe and layer ℓ = 1..) plus `depth_index` = ℓ - stem, the layer
     in units of `depth` (the cnn/resnet stem layers get depth_index <= 0)."""
-    from .. import results
+    from reconent.sweep import results
 
     lay = results.layers(probes)
     stem = probes.drop_duplicates("point_id").set_index("point_id")["stem"] if "stem" in probes else None

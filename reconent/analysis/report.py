@@ -99,7 +99,7 @@ def _versions(a: Analysis) -> pd.DataFrame:
                 rows.append((f"{kind} rows", c, ", ".join(sorted(map(str, df[c].dropna().unique()))) or "–"))
     import matplotlib
 
-    from .. import __version__
+    from reconent import __version__
 
     rows += [("this report", "reconent", __version__), ("this report", "pandas", pd.__version__),
              ("this report", "matplotlib", matplotlib.__version__), ("this report", "python", platform.python_version())]

@@ -7,20 +7,19 @@ stem layers first); a training row's accuracy curve reaches
 """
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import pandas as pd
+
+from reconent.sweep.columns import SCHEMA_VERSION, point_id
 
 
 def _common(kind, sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed, settings,
             seconds):
     point = dict(kind=kind, dataset=dataset, arch=arch, activation=activation, width=width, channels=channels,
                  depth=int(depth), sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2), seed=int(seed), **settings)
-    pid = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:16]
+    pid = point_id(point)  # the same id a real sweep gives this point
     now = pd.Timestamp("2024-06-01", tz="UTC")
-    return dict(schema_version=1, sweep=sweep, point_id=pid, spec_hash="synthetic", **point, status="ok",
+    return dict(schema_version=SCHEMA_VERSION, sweep=sweep, point_id=pid, spec_hash="synthetic", **point, status="ok",
                 error=None, seconds=float(seconds), device="cpu", node="synthetic", started_at=now,
                 finished_at=now + pd.Timedelta(seconds=seconds), reconent_version="0.1.0", torch_version="n/a",
                 ray_version="n/a", python_version="3.11", code_version="synthetic")

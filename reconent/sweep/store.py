@@ -27,38 +27,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
-KINDS = ("probe", "train")
-META_KEY = b"reconent_schema_version"
-TMP_MAX_AGE = 3600.0  # seconds; a younger _tmp-* may belong to a writer that is still running
+from .columns import KINDS, META_KEY, PROFILES, SCHEMA_VERSION, SCHEMAS  # noqa: F401 -- re-exported
 
-_str, _int, _f64, _list = pa.string(), pa.int64(), pa.float64(), pa.list_(pa.float64())
-_ts = pa.timestamp("us", tz="UTC")
-_COMMON = [
-    ("schema_version", pa.int32()), ("sweep", _str), ("point_id", _str), ("spec_hash", _str), ("kind", _str),
-    ("dataset", _str), ("arch", _str), ("activation", _str), ("width", _int), ("channels", _int),
-    ("depth", _int), ("sigma_w2", _f64), ("sigma_b2", _f64), ("seed", _int),
-]
-_RUN = [
-    ("status", _str), ("error", _str), ("seconds", _f64), ("device", _str), ("node", _str), ("node_id", _str),
-    ("started_at", _ts), ("finished_at", _ts), ("reconent_version", _str), ("torch_version", _str),
-    ("ray_version", _str), ("python_version", _str), ("code_version", _str),
-]
-PROFILES = ("relative_entropy_median", "relative_entropy_mean", "relative_entropy_q25", "relative_entropy_q75",
-            "relative_entropy_norm_median", "differential_entropy", "decoder_loss")
-_KIND = {
-    "probe": [("epochs", _int), ("batch_size", _int), ("lr", _f64), ("rtol", _f64), ("train_samples", _int),
-              ("eval_samples", _int)] + _RUN
-             + [("cutoff", _int)] + [(c, _list) for c in PROFILES]
-             + [("steps", _int), ("train_seconds", _f64), ("path", _str)],
-    "train": [("epochs", _int), ("threshold", _f64), ("lr", _f64), ("batch_size", _int), ("train_samples", _int),
-              ("accuracy_on", _str)] + _RUN
-             + [("accuracy", _list), ("train_loss", _list), ("epochs_run", _int), ("reached", pa.bool_()),
-                ("final_accuracy", _f64)],
-}
-# The one schema of each kind (docs/schema.md); every part of a kind has exactly these columns.
-SCHEMAS = {k: pa.schema(_COMMON + cols, metadata={META_KEY: str(SCHEMA_VERSION).encode(), b"reconent_kind": k.encode()})
-           for k, cols in _KIND.items()}
+TMP_MAX_AGE = 3600.0  # seconds; a younger _tmp-* may belong to a writer that is still running
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -115,7 +86,7 @@ class Store:
         unknown = sorted(set(row) - set(schema.names))
         if unknown:
             raise ValueError(f"{kind} row has columns outside schema v{SCHEMA_VERSION}: {', '.join(unknown)}; "
-                             "add them to reconent.store.SCHEMAS and docs/schema.md")
+                             "declare them in reconent.sweep.columns")
         pid = row.get("point_id")
         if not isinstance(pid, str) or not _ID.match(pid):
             raise ValueError(f"row needs a point_id of 16 hex digits, got {pid!r}")

@@ -432,7 +432,7 @@ def _print(obj: dict, as_json: bool, table) -> None:
 
 
 def register(sub, bench) -> None:
-    from .cli import Parser, pos_int
+    from reconent.cli import Parser, pos_int
 
     sw = sub.add_parser("sweep", help="run, submit and inspect sweeps on Ray Tune").add_subparsers(
         dest="sweep_command", required=True, parser_class=Parser)

@@ -16,13 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 
-from .store import KINDS, PROFILES, SCHEMAS, Store, filesystem
-
-# The columns carried into the long tables: which point, where it sits in the grid, how it ran.
-POINT = ["sweep", "point_id", "kind", "dataset", "arch", "activation", "width", "channels", "sigma_b2", "sigma_w2",
-         "depth", "seed", "status"]
-CARRY = {"probe": POINT + ["rtol", "cutoff"], "train": POINT + ["threshold", "accuracy_on", "epochs", "epochs_run",
-                                                               "reached", "final_accuracy"]}
+from .columns import CURVES, KINDS, PROFILES, SCHEMAS, carry
+from .store import Store, filesystem
 
 
 class NoResults(FileNotFoundError):
@@ -72,27 +67,24 @@ def training(uri_or_paths) -> pd.DataFrame:
 
 
 def _long(df: pd.DataFrame, lists: list[str], index: str, carry: list[str]) -> pd.DataFrame:
-    """One row per element of the per-row arrays `lists` (equal lengths within a row), numbered 1.. in `index`."""
-    lists = [c for c in lists if c in df]
-    carry = [c for c in carry if c in df]
-    if not len(df) or not lists:
+    """One row per element of the per-row arrays `lists` (equal lengths within a row), numbered 1.. in `index`.
+
+    A row without arrays (an 'error' row) has no elements; a single missing array is NaN throughout."""
+    lists, carry = [c for c in lists if c in df], [c for c in carry if c in df]
+    size = lambda v: 0 if v is None or (np.isscalar(v) and pd.isna(v)) else len(v)  # noqa: E731
+    n = df[lists].map(size).max(axis=1) if len(df) and lists else pd.Series(dtype=int)
+    out = df.loc[n > 0, carry + lists].copy()
+    if not len(out):
         return pd.DataFrame(columns=carry + [index] + lists)
-
-    def n(v):
-        return 0 if v is None or (np.isscalar(v) and pd.isna(v)) else len(v)
-
-    lengths = np.array([max(n(v) for v in vals) for vals in zip(*(df[c] for c in lists))], dtype=int)
-    out = df.loc[df.index.repeat(lengths), carry].reset_index(drop=True)
-    out[index] = np.concatenate([np.arange(1, k + 1) for k in lengths]) if lengths.sum() else np.array([], int)
-    for c in lists:
-        parts = []
-        for v, k in zip(df[c], lengths):
-            a = np.full(k, np.nan) if n(v) == 0 else np.asarray(v, dtype=float)
-            if len(a) != k:
-                raise ValueError(f"{c} has {len(a)} values where the other per-{index} columns have {k}")
-            parts.append(a)
-        out[c] = np.concatenate(parts) if parts else np.array([], float)
-    return out
+    for c in lists:  # a missing array becomes NaNs of the row's length, so explode keeps rows aligned
+        out[c] = [v if size(v) else [np.nan] * k for v, k in zip(out[c], n[n > 0])]
+    try:
+        out = out.explode(lists)  # keeps each row's index label: cumcount numbers its elements
+    except ValueError:  # pandas: "columns must have matching element counts"
+        raise ValueError(f"{', '.join(lists)} have unequal lengths within a row") from None
+    out[lists] = out[lists].astype(float)
+    out.insert(len(carry), index, out.groupby(level=0).cumcount() + 1)
+    return out.reset_index(drop=True)
 
 
 def layers(df: pd.DataFrame) -> pd.DataFrame:
@@ -100,9 +92,9 @@ def layers(df: pd.DataFrame) -> pd.DataFrame:
     (relative_entropy_median/mean/q25/q75/norm_median, differential_entropy, decoder_loss) and the
     point's coordinates. A cnn/resnet row has depth + 3 layers (its conv stem is probed too);
     a row without profiles (status 'error') has none."""
-    return _long(df, list(PROFILES), "layer", CARRY["probe"])
+    return _long(df, list(PROFILES), "layer", carry("probe"))
 
 
 def curves(df: pd.DataFrame) -> pd.DataFrame:
     """The training rows long: one row per (point, epoch), epoch 1 first, with accuracy and train_loss."""
-    return _long(df, ["accuracy", "train_loss"], "epoch", CARRY["train"])
+    return _long(df, list(CURVES), "epoch", carry("train"))

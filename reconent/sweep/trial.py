@@ -21,18 +21,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from .spec import point_id
-from .store import SCHEMA_VERSION
+from . import columns
+from .columns import SCHEMA_VERSION, point_id
 
-COORDS = ("sweep", "kind", "dataset", "arch", "activation", "width", "channels", "depth", "sigma_w2", "sigma_b2",
-          "seed")
-SETTINGS = {"probe": ("epochs", "batch_size", "lr", "rtol", "train_samples", "eval_samples"),
-            "train": ("epochs", "threshold", "lr", "batch_size", "train_samples", "accuracy_on")}
-PROBE_RESULTS = ("cutoff", "relative_entropy_median", "relative_entropy_mean", "relative_entropy_q25",
-                 "relative_entropy_q75", "relative_entropy_norm_median", "differential_entropy", "decoder_loss",
-                 "steps", "train_seconds", "path")
-TRAIN_RESULTS = ("accuracy", "train_loss", "epochs_run", "reached", "final_accuracy")
-RESULTS = {"probe": PROBE_RESULTS, "train": TRAIN_RESULTS}
+# The result columns each kind's science fills in (the rest of the row is identity and run metadata).
+RESULTS = {k: [c.name for c in columns.RESULTS[k]] for k in columns.KINDS}
 
 
 def resolve_device(device: str) -> str:
@@ -52,7 +45,7 @@ def versions() -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    from . import __version__
+    from reconent import __version__
 
     return {"reconent_version": __version__, "torch_version": v("torch"), "ray_version": v("ray"),
             "python_version": platform.python_version(), "code_version": _code_version(__version__)}
@@ -80,16 +73,14 @@ def _now() -> datetime:
 
 
 def empty_row(point: dict, **extra) -> dict:
-    """The row's identity columns plus every result column set to None (one schema for all statuses)."""
+    """Every column of the kind's schema: the point, the host and versions, and None for the rest (one
+    schema for all statuses)."""
     kind = point["kind"]
-    row = {"schema_version": SCHEMA_VERSION, "sweep": point.get("sweep"), "point_id": point_id(point),
-           "spec_hash": None, "kind": kind}
-    row.update({k: point.get(k) for k in COORDS if k not in row})
-    row.update({k: point.get(k) for k in SETTINGS[kind]})
-    row.update({"status": None, "error": None, "seconds": None, "device": None, "node": socket.gethostname(),
-                "node_id": None, "started_at": None, "finished_at": None})
+    row = {c.name: None for c in columns.columns(kind)}
+    row.update({k: point.get(k) for k in columns.point_keys(kind)})
+    row.update({"schema_version": SCHEMA_VERSION, "point_id": point_id(point), "kind": kind})
+    row["node"] = socket.gethostname()
     row.update(versions())
-    row.update({k: None for k in RESULTS[kind]})
     row.update(extra)
     return row
 
@@ -101,8 +92,8 @@ def run_point(point: dict, device: str = "cpu", *, data_root: str | None = None,
     `on_epoch(epoch, accuracy, loss)` is passed to training (progress reports); `extra` columns
     (spec_hash, node_id) are set on the row as given.
     """
-    if point.get("kind") not in SETTINGS:
-        raise ValueError(f"point kind must be one of {sorted(SETTINGS)}, got {point.get('kind')!r}")
+    if point.get("kind") not in columns.KINDS:
+        raise ValueError(f"point kind must be one of {list(columns.KINDS)}, got {point.get('kind')!r}")
     row = empty_row(point, **extra)
     row["started_at"], t0 = _now(), time.perf_counter()
     try:
@@ -118,26 +109,28 @@ def run_point(point: dict, device: str = "cpu", *, data_root: str | None = None,
 
 
 def _body(point: dict, shape):
-    from .models import build
+    from reconent.science import archs
 
-    return build(point["arch"], int(point["depth"]), shape, seed=int(point["seed"]), sigma_w2=float(point["sigma_w2"]),
-                 sigma_b2=float(point["sigma_b2"]), activation=point["activation"], width=point.get("width"),
-                 channels=point.get("channels"))
+    return archs.build(point["arch"], int(point["depth"]), shape, seed=int(point["seed"]),
+                       sigma_w2=float(point["sigma_w2"]), sigma_b2=float(point["sigma_b2"]),
+                       activation=point["activation"], **{k: point.get(k) for k in archs.SIZES})
 
 
 def _probe(point: dict, device: str, data_root, download) -> dict:
-    from . import data
-    from .probe import probe
+    from reconent.science import data
+    from reconent.science.probe import probe
 
     d = data.load(point["dataset"], data_root, download)
     rtol = point.get("rtol")
     if rtol is None:  # same default as `reconent probe`
-        rtol = 0.005 if point["arch"] == "mlp" else 0.01
+        from reconent.science import archs
+
+        rtol = archs.get(point["arch"]).rtol
     r = probe(_body(point, d.shape), d.train_x, d.test_x, epochs=int(point["epochs"]),
               batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=float(rtol),
               train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device)
     s = r.summary()
-    out = {k: s[k] for k in PROBE_RESULTS}
+    out = {k: s[k] for k in RESULTS["probe"]}
     out["status"] = s["status"]
     if s["status"] == "diverged":
         out["error"] = "non-finite entropy or decoder loss"
@@ -145,8 +138,8 @@ def _probe(point: dict, device: str, data_root, download) -> dict:
 
 
 def _train(point: dict, device: str, data_root, download, on_epoch) -> dict:
-    from . import data
-    from .train import train
+    from reconent.science import data
+    from reconent.science.train import train
 
     d = data.load(point["dataset"], data_root, download)
     on = point.get("accuracy_on", "test")

@@ -17,9 +17,7 @@ Example (see sweeps/*.yaml for commented ones):
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import os
 import re
@@ -28,16 +26,22 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
+import pyarrow as pa
 import yaml
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError,
                       field_validator, model_validator)
 
-from . import __version__
+from reconent import __version__
 
-# Grid axes in the order points are enumerated (the last varies fastest).
-AXES = ("arch", "activation", "width", "channels", "sigma_b2", "seed", "sigma_w2", "depth")
-FLOAT_AXES, INT_AXES, STR_AXES = ("sigma_w2", "sigma_b2"), ("depth", "seed", "width", "channels"), ("activation", "arch")
-WIDTH_ARCHS = ("mlp",)  # archs sized by `width`; every other arch is sized by `channels` (models.build)
+from . import columns
+from .columns import AXES, hash_json as _hash, point_id  # noqa: F401 -- point_id re-exported
+
+_TYPES = {c.name: c.type for c in columns.COORDS}
+
+# Grid axes in the order points are enumerated (the last varies fastest), by type.
+FLOAT_AXES = tuple(a for a in AXES if pa.types.is_floating(_TYPES[a]))
+INT_AXES = tuple(a for a in AXES if pa.types.is_integer(_TYPES[a]))
+STR_AXES = tuple(a for a in AXES if pa.types.is_string(_TYPES[a]))
 # Keys that resolved() adds; load_spec drops them so a saved spec.yaml can be run again as is.
 META_KEYS = ("reconent_version", "spec_hash", "n_points")
 STORAGE_TIMEOUT = 30.0  # seconds to wait for a remote storage to answer
@@ -106,7 +110,7 @@ class Grid(Strict):
 
     @model_validator(mode="after")
     def _expand(self):
-        from . import models
+        from reconent.science import archs
 
         for axis in AXES:
             raw = getattr(self, axis)
@@ -131,7 +135,7 @@ class Grid(Strict):
                 elif axis == "seed" and v < 0:
                     raise SpecError(f"seed must be >= 0, got {v}", where)
                 elif axis in STR_AXES:
-                    allowed = models.ACTIVATIONS if axis == "activation" else models.ARCHS
+                    allowed = archs.ACTIVATIONS if axis == "activation" else archs.names()
                     if v not in allowed:
                         raise SpecError(f"unknown {axis} {v!r}; allowed: {', '.join(allowed)}", where)
             dup = next((i for i, v in enumerate(vals) if v in vals[:i]), None)
@@ -146,7 +150,7 @@ class Probe(Strict):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
-    rtol: float | None = Field(None, gt=0, lt=1)  # None: 0.005 for the mlp, 0.01 for conv archs
+    rtol: float | None = Field(None, gt=0, lt=1)  # None: the arch's default (archs.Arch.rtol)
     train_samples: int | None = Field(None, ge=1)  # None: the whole training split
     eval_samples: int | None = Field(500, ge=2)
     # 'deepest': probe only the deepest grid depth of each (σ_w², σ_b², seed, ...) combination. By the
@@ -221,7 +225,7 @@ class Spec(Strict):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, v):
-        from .data import DATASETS
+        from reconent.science.data import DATASETS
 
         if v not in DATASETS:
             raise SpecError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
@@ -230,10 +234,10 @@ class Spec(Strict):
     @field_validator("arch")
     @classmethod
     def _arch(cls, v):
-        from . import models  # the live tuple: archs are added there
+        from reconent.science import archs  # the registry: archs are added there
 
-        if v not in models.ARCHS:
-            raise SpecError(f"unknown arch {v!r}; allowed: {', '.join(models.ARCHS)}")
+        if v not in archs.names():
+            raise SpecError(f"unknown arch {v!r}; allowed: {', '.join(archs.names())}")
         return v
 
     @field_validator("storage")
@@ -248,13 +252,16 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        from reconent.science import archs
+
         if "arch" in self.model_fields_set and self.grid.arch is not None:
             raise SpecError("give either `arch` or `grid.arch`, not both", "arch")
-        archs = self.axes()["arch"]
-        if self.grid.width is not None and not any(a in WIDTH_ARCHS for a in archs):
-            raise SpecError(f"width sizes the mlp; for {', '.join(archs)} use grid.channels", "grid.width")
-        if self.grid.channels is not None and all(a in WIDTH_ARCHS for a in archs):
-            raise SpecError("channels sizes the cnn/resnet; for the mlp use grid.width", "grid.channels")
+        sizes = {a: archs.get(a).size for a in self.axes()["arch"]}
+        for size in archs.SIZES:
+            if getattr(self.grid, size) is not None and size not in sizes.values():
+                by = sorted(a for a in archs.names() if archs.get(a).size == size)
+                raise SpecError(f"{size} sizes the {'/'.join(by)}; for {', '.join(sizes)} use grid."
+                                f"{', grid.'.join(sorted(set(sizes.values())))}", f"grid.{size}")
         if self.device == "cuda" and self.resources.gpu == 0:
             raise SpecError("'cuda' needs resources.gpu > 0 (Ray hides GPUs from trials that did not ask for one); "
                             "or use device: auto", "device")
@@ -273,12 +280,16 @@ class Spec(Strict):
         return out
 
     def _combos(self) -> list[dict]:
+        from reconent.science import archs
+
         ax = self.axes()
         seen, out = set(), []
         for vals in itertools.product(*ax.values()):
             c = dict(zip(ax, vals))
-            # width only sizes the mlp and channels only the conv archs (models.build rejects the other)
-            c["channels" if c["arch"] in WIDTH_ARCHS else "width"] = None
+            # an arch is sized by one setting only (archs.build rejects the other)
+            for size in archs.SIZES:
+                if size != archs.get(c["arch"]).size:
+                    c[size] = None
             key = tuple(c.values())
             if key not in seen:
                 seen.add(key)
@@ -316,26 +327,24 @@ class Spec(Strict):
         return mask
 
     def _rtol(self, arch: str) -> float:
-        if self.probe.rtol is not None:
-            return float(self.probe.rtol)
-        return 0.005 if arch == "mlp" else 0.01  # as `reconent probe`
+        from reconent.science import archs
+
+        return float(self.probe.rtol if self.probe.rtol is not None else archs.get(arch).rtol)
 
     def points(self) -> list[dict]:
         """Every resolved point (CONTRACT.md): the probe points of all combinations, then the train points."""
-        combos, out = self._combos(), []
-        base = lambda c, kind: {"sweep": self.name, "kind": kind, "dataset": self.dataset, "arch": c["arch"],  # noqa: E731
-                                "activation": c["activation"], "width": c["width"], "channels": c["channels"],
-                                "depth": c["depth"], "sigma_w2": c["sigma_w2"], "sigma_b2": c["sigma_b2"],
-                                "seed": c["seed"]}
+        combos, out, t = self._combos(), [], self.train
+        coords = lambda c: {**c, "dataset": self.dataset}  # noqa: E731
         if self.probe.enabled:
             p, deepest = self.probe, max(self.axes()["depth"])
-            out += [{**base(c, "probe"), "epochs": p.epochs, "batch_size": p.batch_size, "lr": float(p.lr),
-                     "rtol": self._rtol(c["arch"]), "train_samples": p.train_samples,
-                     "eval_samples": p.eval_samples} for c in combos if p.depths == "all" or c["depth"] == deepest]
-        t = self.train
-        out += [{**base(c, "train"), "epochs": t.epochs, "threshold": float(t.threshold), "lr": float(t.lr),
-                 "batch_size": t.batch_size, "train_samples": t.train_samples, "accuracy_on": self.accuracy_on}
-                for c, m in zip(combos, self._train_mask()) if m]
+            out += [columns.point("probe", self.name, coords(c), {
+                "epochs": p.epochs, "batch_size": p.batch_size, "lr": float(p.lr), "rtol": self._rtol(c["arch"]),
+                "train_samples": p.train_samples, "eval_samples": p.eval_samples})
+                for c in combos if p.depths == "all" or c["depth"] == deepest]
+        out += [columns.point("train", self.name, coords(c), {
+            "epochs": t.epochs, "threshold": float(t.threshold), "lr": float(t.lr), "batch_size": t.batch_size,
+            "train_samples": t.train_samples, "accuracy_on": self.accuracy_on})
+            for c, m in zip(combos, self._train_mask()) if m]
         return out
 
     @property
@@ -380,15 +389,6 @@ def _same(a, b) -> bool:
 def _short(vals: list) -> str:
     s = ", ".join(map(str, vals[:8]))
     return s + (f", ... ({len(vals)} values)" if len(vals) > 8 else "")
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def point_id(point: dict) -> str:
-    """First 16 hex of sha256 of the canonical JSON (sorted keys) of the point without `sweep`."""
-    return _hash({k: v for k, v in point.items() if k != "sweep"})
 
 
 # ----------------------------------------------------------------------------- loading

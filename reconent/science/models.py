@@ -10,12 +10,9 @@ Every random draw comes from a stream keyed by (seed, layer, role). This is what
 prefix property hold: the first ℓ layers (and decoders) of a depth-L body are identical to a
 depth-ℓ body with the same seed (SCIENCE §2).
 
-Architectures (SCIENCE §4), by `build(arch, depth, in_shape, ...)`:
-- mlp: `depth` Dense layers of `width` (default: the input size); LinearDecoder + tanh.
-- cnn (Xiao et al. 2018): a 3-layer stem, conv 3×3 C_in→c (padding 1), then two 3×3 stride-2
-  convs (28 → 14 → 7, 32 → 16 → 8), each followed by φ; then `depth` blocks of conv 3×3 without
-  padding → φ → circular padding 1 (7×7 → 5×5 → 7×7). c = 128 by default.
-- resnet: the same stem, then `depth` blocks y = φ(F(x) + x), F = conv → pad → φ → conv → pad; c = 32.
+This module holds the blocks (Dense, Conv, Residual, the conv stem) and their decoders; the
+architectures that compose them are declared in `reconent.science.archs` (one module each), and
+`build(arch, depth, in_shape, ...)` builds any of them by name.
 Conv weights are N(0, σ_w²/(C_in·k·k)), biases N(0, σ_b²). The stem convs are probe layers with
 decoders of their own (the cascade has to reach the input), so a conv body has depth + 3 probe
 layers: profiles and the cutoff count layers from the first stem conv, and `Body.stem` (= 3)
@@ -31,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .archs import ACTIVATIONS, build  # noqa: F401 -- build re-exported: models.build(arch, ...)
+
 # Roles of the independent random streams: one per (seed, layer, role).
 FORWARD, DECODER, HEAD, DATA = 0, 1, 2, 3
 
-ACTIVATIONS = ("tanh", "relu")
-ARCHS = ("mlp", "cnn", "resnet")
-DEFAULT_CHANNELS = {"cnn": 128, "resnet": 32}
 STEM_LAYERS = 3  # cnn/resnet: blocks before the `depth` counted ones (see `conv_stem`)
 
 
@@ -55,12 +51,13 @@ def device(name: str | torch.device) -> torch.device:
 
 
 def activation(name: str):
+    """φ by name: the activations the mean-field theory declares, as their torch functions."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-    return torch.tanh if name == "tanh" else torch.relu
+    return getattr(torch, name)
 
 
-def _uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> torch.Tensor:
+def uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> torch.Tensor:
     # Draw on CPU from the seeded stream, so results do not depend on the device.
     with torch.no_grad():
         if t.device.type == "cpu" and t.is_contiguous():
@@ -69,7 +66,7 @@ def _uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> torch.Tens
     return t
 
 
-def _normal_(t: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+def normal_(t: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
     with torch.no_grad():
         if t.device.type == "cpu" and t.is_contiguous():
             return t.normal_(0.0, std, generator=gen)
@@ -89,8 +86,8 @@ class LinearDecoder(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.bias = nn.Parameter(torch.empty(n_out))
         bound = 1.0 / math.sqrt(n_in)
-        _uniform_(self.weight, bound, gen)
-        _uniform_(self.bias, bound, gen)
+        uniform_(self.weight, bound, gen)
+        uniform_(self.bias, bound, gen)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(torch.addmm(self.bias, h, self.weight.t()))
@@ -105,14 +102,19 @@ class Dense(nn.Module):
         self.phi = activation(act)
         self.weight = nn.Parameter(torch.empty(n_out, n_in), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(n_out), requires_grad=False)
-        _normal_(self.weight, math.sqrt(sigma_w2 / n_in), gen)
-        _normal_(self.bias, math.sqrt(sigma_b2), gen)
+        normal_(self.weight, math.sqrt(sigma_w2 / n_in), gen)
+        normal_(self.bias, math.sqrt(sigma_b2), gen)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.phi(torch.addmm(self.bias, h, self.weight.t()))
 
     def decoder(self, gen: torch.Generator) -> nn.Module:
         return LinearDecoder(self.n_out, self.n_in, gen)
+
+    def probe_flops(self, batch: int) -> float:
+        """Matmul work of one probe step (see reconent.bench): the forward, the decoder's forward and
+        the decoder's weight gradient, 2·B·n_in·n_out each."""
+        return 6.0 * batch * self.n_in * self.n_out
 
 
 class Body(nn.Sequential):
@@ -147,19 +149,6 @@ class Body(nn.Sequential):
             return self(torch.zeros(1, *self.in_shape, device=dev)).numel()
 
 
-def mlp(depth: int, width: int = 784, in_features: int = 784, activation: str = "tanh",
-        sigma_w2: float = 1.76, sigma_b2: float = 0.05, seed: int = 0) -> Body:
-    """The paper's MLP body: `depth` Dense layers; 'wide' means width == in_features."""
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    if sigma_w2 < 0 or sigma_b2 < 0:
-        raise ValueError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
-    sizes = [in_features] + [width] * depth
-    blocks = [Dense(sizes[l - 1], sizes[l], activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD))
-              for l in range(1, depth + 1)]
-    return Body(blocks, (in_features,), seed, "mlp")
-
-
 # ---------------------------------------------------------------- convolutional blocks
 # Shapes are per sample, (C, H, W). A conv block knows the shape it reads and the one it writes,
 # so its decoder can be built to map back onto exactly the block's input shape.
@@ -172,8 +161,8 @@ def _conv_weight(c_in: int, c_out: int, k: int, sigma_w2: float, sigma_b2: float
     """W ~ N(0, σ_w²/(C_in·k·k)), b ~ N(0, σ_b²): the fan-in convention of Xiao et al. 2018 (SCIENCE §4)."""
     w = nn.Parameter(torch.empty(c_out, c_in, k, k), requires_grad=False)
     b = nn.Parameter(torch.empty(c_out), requires_grad=False)
-    _normal_(w, math.sqrt(sigma_w2 / (c_in * k * k)), gen)
-    _normal_(b, math.sqrt(sigma_b2), gen)
+    normal_(w, math.sqrt(sigma_w2 / (c_in * k * k)), gen)
+    normal_(b, math.sqrt(sigma_b2), gen)
     return w, b
 
 
@@ -203,17 +192,17 @@ class ConvDecoder(nn.Module):
             op = op if all(0 <= o < max(s, 1) for o in op) else (0, 0)
             t = nn.ConvTranspose2d(ci, co, k, stride=s, padding=p, output_padding=op)
             bound = 1.0 / math.sqrt(co * k * k)
-            _uniform_(t.weight, bound, gen)
-            _uniform_(t.bias, bound, gen)
+            uniform_(t.weight, bound, gen)
+            uniform_(t.bias, bound, gen)
             self.convs.append(t)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         for t, shape in zip(self.convs, self.shapes[1:]):
-            h = torch.tanh(_fit(t(h), shape[1:]))
+            h = torch.tanh(fit_hw(t(h), shape[1:]))
         return h
 
 
-def _fit(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def fit_hw(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Crop (or zero-pad) the last two dims symmetrically to hw; a no-op when they already match."""
     dh, dw = hw[0] - x.shape[-2], hw[1] - x.shape[-1]
     if dh == dw == 0:
@@ -304,7 +293,7 @@ def conv_stem(in_shape, channels: int, act: str, sigma_w2: float, sigma_b2: floa
     return blocks
 
 
-def _conv_checks(arch, depth, in_shape, channels, sigma_w2, sigma_b2):
+def conv_checks(arch, depth, in_shape, channels, sigma_w2, sigma_b2):
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
     if sigma_w2 < 0 or sigma_b2 < 0:
@@ -315,61 +304,6 @@ def _conv_checks(arch, depth, in_shape, channels, sigma_w2, sigma_b2):
         raise ValueError(f"{arch} needs an image input shape (C, H, W), got {tuple(in_shape)}")
     if min(in_shape[1:]) < 9:  # after two stride-2 convs a 3×3 no-padding conv needs ≥ 3×3
         raise ValueError(f"{arch} needs images of at least 9×9, got {tuple(in_shape)}")
-
-
-def cnn(depth: int, in_shape=(1, 28, 28), channels: int = 128, activation: str = "tanh", sigma_w2: float = 1.05,
-        sigma_b2: float = 2e-5, seed: int = 0) -> Body:
-    """The deep tanh CNN of Xiao et al. 2018 (SCIENCE §4): the 3-layer stem, then `depth` blocks of
-    conv 3×3 without padding → φ → circular padding 1 (7×7 → 5×5 → 7×7 on MNIST).
-
-    Probe layers: 1-3 are the stem, 4..depth+3 the counted blocks (`Body.stem` = 3).
-    """
-    in_shape = tuple(in_shape)
-    _conv_checks("cnn", depth, in_shape, channels, sigma_w2, sigma_b2)
-    blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed)
-    for l in range(STEM_LAYERS + 1, STEM_LAYERS + depth + 1):
-        blocks.append(Conv(blocks[-1].out_shape, channels, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD),
-                           3, 1, 0, 1))
-    return Body(blocks, in_shape, seed, "cnn", stem=STEM_LAYERS)
-
-
-def resnet(depth: int, in_shape=(1, 28, 28), channels: int = 32, activation: str = "tanh", sigma_w2: float = 1.05,
-           sigma_b2: float = 2e-5, seed: int = 0) -> Body:
-    """The same stem, then `depth` residual blocks y = φ(F(x) + x) (SCIENCE §4); `Body.stem` = 3."""
-    in_shape = tuple(in_shape)
-    _conv_checks("resnet", depth, in_shape, channels, sigma_w2, sigma_b2)
-    blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed)
-    for l in range(STEM_LAYERS + 1, STEM_LAYERS + depth + 1):
-        blocks.append(Residual(blocks[-1].out_shape, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD)))
-    return Body(blocks, in_shape, seed, "resnet", stem=STEM_LAYERS)
-
-
-def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, sigma_w2: float = 1.76,
-          sigma_b2: float = 0.05, activation: str = "tanh", width: int | None = None, channels: int | None = None,
-          **_) -> Body:
-    """Build a body by architecture name: the one place CLI and sweeps go through.
-
-    `depth` counts Dense layers (mlp) or the blocks after the 3-layer conv stem (cnn, resnet; the
-    body then has depth + 3 probe layers, see `Body.stem`). `width` is the MLP's hidden width
-    (default: the input size), `channels` the conv width (default 128 cnn, 32 resnet); giving one
-    to the other kind of architecture is an error. Defaults of σ_w², σ_b² are the MLP's; the
-    Xiao et al. CNN setting σ_b² = 2e-5 is a choice of the caller (CLI flag, sweep spec).
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(ARCHS)}")
-    if arch == "mlp":
-        if channels is not None:
-            raise ValueError("channels applies to the cnn and resnet archs; the mlp has width")
-        n = int(np.prod(in_shape))
-        return mlp(depth, width or n, n, activation, sigma_w2, sigma_b2, seed)
-    if width is not None:
-        raise ValueError(f"width applies to the mlp; the {arch} has channels")
-    shape = tuple(int(v) for v in in_shape)
-    if len(shape) == 2:
-        shape = (1, *shape)
-    make = cnn if arch == "cnn" else resnet
-    return make(depth, shape, DEFAULT_CHANNELS[arch] if channels is None else int(channels), activation,
-                sigma_w2, sigma_b2, seed)
 
 
 class Classifier(nn.Module):
@@ -383,9 +317,21 @@ class Classifier(nn.Module):
         n = body.out_features()
         self.head = nn.Linear(n, n_classes)
         gen = stream(body.seed, 0, HEAD)
-        _uniform_(self.head.weight, 1.0 / math.sqrt(n), gen)
-        _uniform_(self.head.bias, 1.0 / math.sqrt(n), gen)
+        uniform_(self.head.weight, 1.0 / math.sqrt(n), gen)
+        uniform_(self.head.bias, 1.0 / math.sqrt(n), gen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x.reshape(x.shape[0], *self.body.in_shape))
         return self.head(h.flatten(1))  # logits; cross-entropy applies the softmax
+
+
+def __getattr__(name):  # each architecture's own constructor by its name, e.g. models.mlp(depth=30, ...)
+    import sys
+
+    from . import archs
+
+    if name in archs.names():
+        fn = getattr(sys.modules[archs.get(name).build.__module__], name, None)
+        if fn is not None:
+            return fn
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

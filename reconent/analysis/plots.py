@@ -7,7 +7,7 @@ matplotlib.use("Agg")  # files only; no display on clusters or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .probe import ProbeResult  # noqa: E402
+from reconent.science.probe import ProbeResult  # noqa: E402
 
 
 def profile_plot(r: ProbeResult, path, title: str = "") -> None:

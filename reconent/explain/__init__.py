@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models
-from .models import FORWARD, Body, LinearDecoder, _uniform_, stream
+from reconent.science import models
+from reconent.science.models import FORWARD, Body, LinearDecoder, uniform_, stream
 
 MANIFEST = "manifest.json"
 
@@ -78,7 +78,7 @@ def _as_image(a: np.ndarray, shape) -> np.ndarray:
 
 def _grid(path: Path, panels: list[list], titles: list[list[str]], suptitle: str, shape, cell: float = 1.45) -> None:
     """Rows × columns of images; panels[i][j] a flat sample or None (blank); titles per panel."""
-    from .plots import plt
+    from reconent.analysis.plots import plt
 
     rows, cols = len(panels), max(len(r) for r in panels)
     fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 0.3, cell * rows + 0.7), squeeze=False,
@@ -138,11 +138,11 @@ def explain_mlp(out_dir, *, dataset: str = "mnist5k", data_root=None, download: 
                 probe_epochs: int = 1, lr: float = 1e-3, batch_size: int = 64, probe_samples: int | None = None,
                 eval_samples: int = 500, n_show: int = 6, device: str = "cpu", log=None) -> dict:
     """Train an MLP, train the cascade on it (with the head), write the PNGs; returns the manifest dict."""
-    from . import data as datasets
-    from .models import build
-    from .plots import profile_plot
-    from .probe import probe
-    from .train import train
+    from reconent.science import data as datasets
+    from reconent.science.models import build
+    from reconent.analysis.plots import profile_plot
+    from reconent.science.probe import probe
+    from reconent.science.train import train
 
     log = log or (lambda msg: None)
     models.device(device)  # fail before training, not after
@@ -294,8 +294,8 @@ class VGGDecoder(nn.Module):
                 k, p = m.kernel_size[0], m.padding[0]
                 t = nn.ConvTranspose2d(m.out_channels, m.in_channels, k, stride=m.stride[0], padding=p)
                 bound = 1.0 / math.sqrt(m.in_channels * k * k)  # torch's fan_in for a transposed conv
-                _uniform_(t.weight, bound, gen)
-                _uniform_(t.bias, bound, gen)
+                uniform_(t.weight, bound, gen)
+                uniform_(t.bias, bound, gen)
                 stages.append(t)
             elif isinstance(m, nn.MaxPool2d):
                 s = m.stride if isinstance(m.stride, int) else m.stride[0]
@@ -304,14 +304,14 @@ class VGGDecoder(nn.Module):
         self._learned = [i for i, s in enumerate(stages) if isinstance(s, nn.ConvTranspose2d)]
 
     def forward(self, h):
-        from .models import _fit
+        from reconent.science.models import fit_hw
 
         last = self._learned[-1] if self._learned else -1
         for i, s in enumerate(self.stages):
             h = s(h)
             if isinstance(s, nn.ConvTranspose2d) and i != last:
                 h = torch.relu(h)
-        return self.final(_fit(h, self.in_shape[1:]))
+        return self.final(fit_hw(h, self.in_shape[1:]))
 
 
 def vgg16_body(features: nn.Sequential, layers, size: int = 224, seed: int = 0) -> Body:
@@ -378,7 +378,7 @@ def _folder_images(p: Path, size: int, max_images: int, gen) -> torch.Tensor:
 
 
 def _dataset_images(name: str, data_root, download: bool, max_images: int, gen) -> torch.Tensor:
-    from . import data as datasets
+    from reconent.science import data as datasets
 
     if name == "cifar10":
         from torchvision.datasets import CIFAR10
@@ -423,8 +423,8 @@ def explain_vgg16(out_dir, *, images="mnist5k", data_root=None, download: bool =
                   eval_images: int = 8, epochs: int = 1, batch_size: int = 16, lr: float = 1e-3, size: int = 224,
                   n_show: int = 3, seed: int = 0, device: str = "cpu", log=None, warn=None) -> dict:
     """Train a cascade on VGG16 and write the PNGs; returns the manifest dict (see module doc)."""
-    from .plots import profile_plot
-    from .probe import probe
+    from reconent.analysis.plots import profile_plot
+    from reconent.science.probe import probe
 
     log = log or (lambda msg: None)
     models.device(device)  # fail before training, not after
@@ -502,9 +502,9 @@ def _ints(s: str) -> list[int]:
 
 
 def register(sub, bench) -> None:
-    from .cli import _num, nonneg, pos_float, pos_int
-    from .data import DATASETS
-    from .models import ACTIVATIONS
+    from reconent.cli import _num, nonneg, pos_float, pos_int
+    from reconent.science.data import DATASETS
+    from reconent.science.archs import ACTIVATIONS
 
     e = sub.add_parser("explain", help="pictures of what each layer keeps: trained MLP or VGG16 cascades")
     es = e.add_subparsers(dest="model", required=True, parser_class=type(e))

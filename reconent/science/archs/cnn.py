@@ -1,0 +1,35 @@
+"""cnn: the deep tanh CNN of Xiao et al. 2018 (SCIENCE §4).
+
+The 3-layer conv stem (models.conv_stem: 3×3 C_in→c, then two stride-2 3×3 convs, 28 → 14 → 7),
+then `depth` blocks of conv 3×3 without padding → φ → circular padding 1 (7×7 → 5×5 → 7×7).
+Conv weights ~ N(0, σ_w²/(C_in·k·k)), c = 128 by default, σ_b² ≈ 2e-5 in the paper's setting.
+Decoders are ConvTranspose2d + tanh onto each block's input shape. With this fan-in init the
+CNN has the fully connected mean field (Xiao et al.): critical at σ_w² ≈ 1.05 for σ_b² = 2e-5.
+"""
+from __future__ import annotations
+
+from . import Arch, register
+
+
+def cnn(depth: int, in_shape=(1, 28, 28), channels: int = 128, activation: str = "tanh", sigma_w2: float = 1.05,
+        sigma_b2: float = 2e-5, seed: int = 0):
+    """Probe layers 1-3 are the stem, 4..depth+3 the counted blocks (`Body.stem` = 3)."""
+    from ..models import FORWARD, STEM_LAYERS, Body, Conv, conv_checks, conv_stem, stream
+
+    in_shape = tuple(in_shape)
+    conv_checks("cnn", depth, in_shape, channels, sigma_w2, sigma_b2)
+    blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed)
+    for l in range(STEM_LAYERS + 1, STEM_LAYERS + depth + 1):
+        blocks.append(Conv(blocks[-1].out_shape, channels, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD),
+                           3, 1, 0, 1))
+    return Body(blocks, in_shape, seed, "cnn", stem=STEM_LAYERS)
+
+
+def _build(depth, in_shape, *, size, activation, sigma_w2, sigma_b2, seed):
+    shape = (1, *in_shape) if len(in_shape) == 2 else in_shape
+    return cnn(depth, shape, ARCH.default_size if size is None else size, activation, sigma_w2, sigma_b2, seed)
+
+
+ARCH = register(Arch("cnn", _build, size="channels", default_size=128, rtol=0.01, stem=3,
+                     bench={"sigma_w2": 1.05, "sigma_b2": 2e-5, "in_shape": (1, 28, 28)},
+                     doc="Xiao et al. 2018 tanh CNN: conv stem, then depth 3×3 blocks with circular padding"))

@@ -1,0 +1,206 @@
+"""The one declaration of a sweep point and of its Parquet row.
+
+A *point* is a flat dict: its identity columns (where it sits: sweep, kind, dataset and the grid
+coordinates) plus the settings of its kind. A *row* is the point plus how it ran and what it
+measured. Everything else derives from the lists below:
+- the grid axes of a spec (`AXES`, in enumeration order) and the resolved point (`point`);
+- `point_id`, the one hash that names a point everywhere (parts, resume, analysis, synthetic rows);
+- the Parquet schema of each kind (`schema`), and so the store and the trial's empty row;
+- the keys the results loader carries into long tables (`carry`) and the analysis's grouping (`GROUP`);
+- the column tables of docs/schema.md (`markdown`; a test compares them).
+
+Adding a column means adding one `Column` here (and bumping SCHEMA_VERSION when its meaning or
+type changes); nothing else lists columns.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+KINDS = ("probe", "train")
+META_KEY = b"reconent_schema_version"
+
+_str, _int, _f64, _list, _bool = pa.string(), pa.int64(), pa.float64(), pa.list_(pa.float64()), pa.bool_()
+_ts = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    doc: str
+    nullable: bool = False  # documented as "null" (the schema itself is nullable throughout, for error rows)
+    axis: int | None = None  # grid axis: its place in enumeration order (the highest varies fastest)
+
+
+# ----------------------------------------------------------------------------- identity
+# Who wrote the row and which point it is (not hashed into the point id, except `kind`).
+META = [
+    Column("schema_version", pa.int32(), f"{SCHEMA_VERSION}"),
+    Column("sweep", _str, "the sweep's name"),
+    Column("point_id", _str, "16 hex digits, see above (equals the file name)"),
+    Column("spec_hash", _str, "the resolved spec the row was computed for (`specs/<spec_hash>.yaml`)"),
+]
+# Where the point sits. Every coordinate is hashed into the point id.
+COORDS = [
+    Column("kind", _str, "`probe` or `train`"),
+    Column("dataset", _str, "`mnist5k`, `mnist`, `fashion_mnist`, `cifar10_gray`, `white_noise`"),
+    Column("arch", _str, "a registered architecture (`reconent.science.archs`): `mlp`, `cnn`, `resnet`", axis=0),
+    Column("activation", _str, "`tanh` or `relu`", axis=1),
+    Column("width", _int, "MLP hidden width; null = the input size (784 for MNIST, 1024 for CIFAR10)", True, 2),
+    Column("channels", _int, "conv width of cnn/resnet; null = the arch's default", True, 3),
+    Column("depth", _int, "counted layers: Dense layers (mlp) or blocks after the 3-layer conv stem (cnn, resnet)",
+           axis=7),
+    Column("sigma_w2", _f64, "weight variance at initialisation", axis=6),
+    Column("sigma_b2", _f64, "bias variance at initialisation", axis=4),
+    Column("seed", _int, "initialisation and batch order (never the data split)", axis=5),
+]
+
+# ----------------------------------------------------------------------------- settings of each kind
+_batch = Column("batch_size", _int, "mini-batch size")
+_samples = Column("train_samples", _int, "training samples used; null = the whole training split", True)
+SETTINGS = {
+    "probe": [
+        Column("epochs", _int, "decoder epochs"),
+        _batch,
+        Column("lr", _f64, "decoder learning rate (Adam)"),
+        Column("rtol", _f64, "the cutoff rule used for `cutoff`"),
+        _samples,
+        Column("eval_samples", _int, "held-out samples the entropy is measured on"),
+    ],
+    "train": [
+        Column("epochs", _int, "the maximum number of epochs (training stops once accuracy > threshold)"),
+        Column("threshold", _f64, "accuracy that counts as trained"),
+        Column("lr", _f64, "learning rate (plain SGD)"),
+        _batch,
+        _samples,
+        Column("accuracy_on", _str, "`test`, or `train` for memorising white noise"),
+    ],
+}
+
+# ----------------------------------------------------------------------------- how it ran
+RUN = [
+    Column("status", _str, "`ok`; `diverged` (a NaN/inf: a result, not retried); `error` (the science raised; "
+           "see `error`)"),
+    Column("error", _str, "the exception, one line, for `error`; what went non-finite for `diverged`", True),
+    Column("seconds", _f64, "wall time of the point inside its trial"),
+    Column("device", _str, "`cpu` or `cuda` (after resolving `device: auto`)"),
+    Column("node", _str, "host name of the worker"),
+    Column("node_id", _str, "Ray node id", True),
+    Column("started_at", _ts, "UTC"),
+    Column("finished_at", _ts, "UTC"),
+    Column("reconent_version", _str, "package version"),
+    Column("torch_version", _str, ""),
+    Column("ray_version", _str, ""),
+    Column("python_version", _str, ""),
+    Column("code_version", _str, "git sha of the code that ran, else the package version"),
+]
+
+# ----------------------------------------------------------------------------- what it measured
+PROFILES = ("relative_entropy_median", "relative_entropy_mean", "relative_entropy_q25", "relative_entropy_q75",
+            "relative_entropy_norm_median", "differential_entropy", "decoder_loss")
+_PROFILE_DOCS = {
+    "relative_entropy_median": "S_ℓ per layer (layer 1 first), median over held-out samples, nats",
+    "relative_entropy_mean": "S_ℓ, mean over samples",
+    "relative_entropy_q25": "S_ℓ, first quartile over samples",
+    "relative_entropy_q75": "S_ℓ, third quartile over samples",
+    "relative_entropy_norm_median": "median of S_ℓ / S_L: re-derives the cutoff for any rtol",
+    "differential_entropy": "differential entropy of the reconstructions, per layer",
+    "decoder_loss": "mean MSE of decoder g_ℓ over its last epoch",
+}
+RESULTS = {
+    "probe": [Column("cutoff", _int, "last layer whose information survives, by the `rtol` rule (SCIENCE §2)", True)]
+    + [Column(p, _list, _PROFILE_DOCS[p]) for p in PROFILES]
+    + [Column("steps", _int, "optimiser steps taken"),
+       Column("train_seconds", _f64, "wall time of the decoder training"),
+       Column("path", _str, "`stacked` or `generic` training path of the probe")],
+    "train": [Column("accuracy", _list, "accuracy after each epoch, on `accuracy_on`"),
+              Column("train_loss", _list, "mean cross-entropy (on logits) of each epoch"),
+              Column("epochs_run", _int, "epochs actually run (training stops once accuracy > threshold)"),
+              Column("reached", _bool, "the threshold was passed"),
+              Column("final_accuracy", _f64, "the last accuracy")],
+}
+# Per-epoch lists of a training row (the long table `results.curves`).
+CURVES = ("accuracy", "train_loss")
+
+
+# ----------------------------------------------------------------------------- derived
+def _kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
+
+
+def columns(kind: str) -> list[Column]:
+    """Every column of a row of `kind`, in schema order."""
+    return META + COORDS + SETTINGS[_kind(kind)] + RUN + RESULTS[kind]
+
+
+def schema(kind: str) -> pa.Schema:
+    """The Parquet schema of `kind`; every part of a kind has exactly these columns."""
+    return pa.schema([(c.name, c.type) for c in columns(kind)],
+                     metadata={META_KEY: str(SCHEMA_VERSION).encode(), b"reconent_kind": kind.encode()})
+
+
+SCHEMAS = {k: schema(k) for k in KINDS}
+# Grid axes in enumeration order: the last varies fastest.
+AXES = tuple(c.name for c in sorted((c for c in COORDS if c.axis is not None), key=lambda c: c.axis))
+# One boundary L*(σ_w²) per group: every coordinate except the phase diagram's axes and the replicate.
+DIAGRAM = ("sigma_w2", "depth")
+REPLICATE = "seed"
+GROUP = [c.name for c in COORDS if c.name not in (*DIAGRAM, REPLICATE, "kind")]
+
+
+def point_keys(kind: str) -> list[str]:
+    """The keys of a resolved point of `kind`: its sweep, coordinates and settings."""
+    return ["sweep"] + [c.name for c in COORDS + SETTINGS[_kind(kind)]]
+
+
+def point(kind: str, sweep: str, coords: dict, settings: dict) -> dict:
+    """A resolved point from its coordinates and settings; refuses missing or unknown keys."""
+    p = {"sweep": sweep, **coords, "kind": kind, **settings}
+    keys = point_keys(kind)
+    missing, extra = [k for k in keys if k not in p], sorted(set(p) - set(keys))
+    if missing or extra:
+        raise ValueError(f"{kind} point: missing {missing}, unknown {extra}")
+    return {k: p[k] for k in keys}
+
+
+def point_id(point: dict) -> str:
+    """First 16 hex of sha256 of the canonical JSON (sorted keys) of the point without `sweep`.
+
+    The one function that names a point: stored parts are found by it, so it must never change
+    for the same point (a change needs a schema migration)."""
+    return hash_json({k: v for k, v in point.items() if k != "sweep"})
+
+
+def hash_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def carry(kind: str) -> list[str]:
+    """Columns the long tables carry for each element: identity, settings, status and scalar results."""
+    scalar = [c.name for c in RESULTS[_kind(kind)] if not pa.types.is_list(c.type)]
+    return ["sweep", "point_id"] + [c.name for c in COORDS + SETTINGS[kind]] + ["status"] + scalar
+
+
+# ----------------------------------------------------------------------------- docs
+def _type(t: pa.DataType) -> str:
+    return {"list<item: double>": "list\\<double\\>", "timestamp[us, tz=UTC]": "timestamp[us, UTC]"}.get(str(t), str(t))
+
+
+def markdown(section: str) -> str:
+    """The column table of docs/schema.md for `section`: 'common', 'probe' or 'train'."""
+    cols = META + COORDS + RUN if section == "common" else SETTINGS[section] + RESULTS[section]
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| {c.name} | {_type(c.type)}{', null' if c.nullable else ''} | {c.doc} |" for c in cols]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m reconent.sweep.columns: print the tables for docs/schema.md
+    for s in ("common", *KINDS):
+        print(f"<!-- columns:{s} -->\n{markdown(s)}\n<!-- /columns:{s} -->\n")
