@@ -1,6 +1,8 @@
-"""Benchmarks that print numbers (never timed tests): `reconent bench probe`."""
+"""Benchmarks that print numbers (never timed tests): `reconent bench probe` and `reconent bench sweep`."""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 
 import torch
@@ -85,3 +87,51 @@ def _device_name(dev: torch.device) -> str:
     import platform
 
     return platform.processor() or platform.machine()
+
+
+def bench_sweep(n: int = 50, num_cpus: int | None = None, progress: bool = False, sleep: float = 0.0) -> dict:
+    """Orchestration overhead per point on a local Ray, for trivial points and tiny real probe points.
+
+    overhead_per_point = (wall of Tuner.fit − Σ trial compute seconds / concurrency) / N, where compute
+    is what run_point measured inside each trial. It holds everything Ray and Tune add: starting the
+    trial actors, scheduling, config transfer, reporting, the Parquet part write, driver bookkeeping.
+    Also given apart: first_result_seconds (fit start to the first finished point: actor start-up
+    and imports, paid once per sweep, not per point) and, for trivial points, steady_overhead_per_point
+    = time between the first and the last result / (N − 1): the cost of one more point on reused
+    actors. (With real points the actors' start-ups overlap later results, so no clean split.)
+    Ray's own start (ray_start_seconds) is outside the wall. With `sleep` > 0 a third case runs points
+    that each sleep that long: a known compute, to check the accounting against.
+    """
+    from reconent.sweep.ray_session import RaySession, fit
+    from reconent.sweep.store import Store
+    from reconent.sweep.trainables import noop_trainable, point_trainable, sleep_trainable
+
+    num_cpus = num_cpus or os.cpu_count()
+    out = {"bench": "sweep", "n": n, "concurrency": num_cpus, "load_average": os.getloadavg()[0]}
+    t = time.perf_counter()
+    with RaySession(None, num_cpus), tempfile.TemporaryDirectory(prefix="reconent-bench-") as storage:
+        out["ray_start_seconds"] = time.perf_counter() - t
+        base = dict(sweep="bench", kind="probe", dataset="mnist5k", arch="mlp", activation="tanh", width=None,
+                    channels=None, depth=2, sigma_w2=1.76, sigma_b2=0.05, epochs=1, batch_size=64, lr=1e-3,
+                    rtol=0.005, train_samples=128, eval_samples=16)
+        cases = {"trivial": (noop_trainable, [{"i": i} for i in range(n)]),
+                 "probe": (point_trainable, [dict(base, seed=i) for i in range(n)])}
+        if sleep > 0:
+            cases["sleep"] = (sleep_trainable, [{"i": i, "sleep": sleep} for i in range(n)])
+        ctx = {"storage": storage, "sweep": "bench", "spec_hash": "bench", "device": "cpu", "data_root": None,
+               "download": False, "threads": 1}
+        for name, (fn, points) in cases.items():
+            t = time.perf_counter()
+            grid, cb = fit(fn, points, ctx, {"cpu": 1}, 0, progress)
+            wall = time.perf_counter() - t
+            bad = [r.error for r in grid if r.error is not None] + [s for s in cb.statuses.values() if s != "ok"]
+            if bad:
+                raise RuntimeError(f"bench sweep: {len(bad)} {name} points failed: {bad[0]}")
+            compute = sum(c for _, c in cb.times)
+            out[name] = {"wall_seconds": wall, "compute_seconds": compute,
+                         "overhead_per_point": (wall - compute / num_cpus) / n,
+                         "first_result_seconds": cb.times[0][0] - t}
+            if name == "trivial":  # no compute at all: the pace after the first result is Ray's alone
+                out[name]["steady_overhead_per_point"] = (cb.times[-1][0] - cb.times[0][0]) / max(1, n - 1)
+        out["probe"]["parts"] = len(Store(storage, "bench").done_ids("probe"))
+    return out

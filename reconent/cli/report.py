@@ -1,0 +1,28 @@
+"""`reconent report`: analyse sweep results into report.html, PNG figures and summary.json (reconent.analysis)."""
+from __future__ import annotations
+
+import json
+
+from reconent.cli import nonneg, number, pos_float
+
+
+def register(sub) -> None:
+    r = sub.add_parser("report", help="analyse sweep results: boundaries, agreement, cost; HTML + PNG + JSON")
+    r.add_argument("results", nargs="+", metavar="RESULTS_URI",
+                   help="a sweep's results folder, <storage>/<sweep name> (local path, s3://, gs://); several allowed")
+    r.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for report.html, PNGs, summary.json")
+    r.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: each probe's stored rtol)")
+    r.add_argument("--threshold", type=nonneg, default=None,
+                   help="accuracy threshold in [0, 1] (default: each trial's stored threshold)")
+    r.add_argument("--n-boot", type=number(int, 0), default=1000, help="bootstrap resamples over seeds (0: none)")
+    r.add_argument("--explain", action="append", default=[], metavar="DIR",
+                   help="also embed the figures of a `reconent explain` output folder (repeatable)")
+    r.add_argument("--json", action="store_true", help="print summary.json's content as one JSON object")
+    r.set_defaults(func=cmd_report)
+
+
+def cmd_report(a) -> None:
+    from reconent.analysis.report import report, summary_text
+
+    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain)
+    print(json.dumps(s) if a.json else summary_text(s, a.out))

@@ -1,0 +1,53 @@
+"""`reconent sweep run|submit|status`: sweeps on Ray Tune (reconent.sweep)."""
+from __future__ import annotations
+
+from reconent.cli import Parser, emit
+
+
+def register(sub) -> None:
+    sw = sub.add_parser("sweep", help="run, submit and inspect sweeps on Ray Tune").add_subparsers(
+        dest="sweep_command", required=True, parser_class=Parser)
+    r = sw.add_parser("run", help="run the points of a sweep spec that have no result yet")
+    r.add_argument("spec", help="sweep spec YAML")
+    r.add_argument("--address", default=None, help="join this Ray cluster ('auto', HOST:6379); default: local Ray")
+    r.add_argument("--storage", default=None, help="override the spec's storage (path, s3://, gs://)")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object, no progress bar")
+    r.set_defaults(func=cmd_run)
+    s = sw.add_parser("submit", help="send the sweep to a cluster as a Ray job")
+    s.add_argument("spec")
+    s.add_argument("--address", required=True, help="the Ray dashboard URL, http://HEAD:8265")
+    s.add_argument("--storage", default=None, help="storage as seen from the cluster (absolute path, s3://, gs://)")
+    s.set_defaults(func=cmd_submit)
+    st = sw.add_parser("status", help="points done, failed and left")
+    st.add_argument("sweep", metavar="NAME|URI", help="a sweep name (with --storage) or the URI of its folder")
+    st.add_argument("--storage", default=None)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+
+def cmd_run(a) -> None:
+    from reconent.sweep.run import run
+
+    s = run(a.spec, address=a.address, storage=a.storage, progress=not a.json)
+    emit(s, a.json, lambda o: print(
+        f"sweep {o['sweep']}: {o['points']} points, {o['skipped']} already done, ran {o['ran']}: {o['ok']} ok, "
+        f"{o['diverged']} diverged, {o['error']} error, {o['lost']} lost, {o['retries']} retries "
+        f"({o['seconds']:.1f} s) -> {o['storage']}/{o['sweep']}"))
+    if s["lost"]:
+        raise SystemExit(1)  # infrastructure gave up on some points: rerun the same command to finish them
+
+
+def cmd_submit(a) -> None:
+    from reconent.sweep.submit import submit
+
+    job = submit(a.spec, a.address, a.storage)
+    print(f"submitted job {job}\n  follow: ray job logs --address {a.address} --follow {job}\n"
+          f"  status: ray job status --address {a.address} {job}")
+
+
+def cmd_status(a) -> None:
+    from reconent.sweep.status import status
+
+    emit(status(a.sweep, a.storage), a.json, lambda o: print(
+        f"sweep {o['sweep']} ({o['storage']}): {o['points']} points: {o['done']} done, {o['failed']} failed "
+        f"({o['diverged']} diverged, {o['error']} error), {o['left']} left"))

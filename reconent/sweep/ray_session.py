@@ -1,0 +1,98 @@
+"""A Ray session for the sweep driver, and one Tune experiment over a list of points.
+
+`RaySession` joins a cluster or starts a private local Ray and cleans it up; `fit` runs points
+as a Tune grid with the progress callback; `slots` says how many trials fit on a local Ray.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+# Quiet, self-contained local Ray: no auth token prompts, no usage-stats, no per-trial JSON/CSV/
+# TensorBoard loggers (we store our own Parquet; they cost ~25 ms of file I/O per point), and the
+# legacy output engine, whose verbose=0 is really silent (the new one still prints a table).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+           "RAY_AIR_NEW_OUTPUT": "0"}
+
+
+def ray_env() -> None:
+    """Set RAY_ENV (where unset) in this process, before Ray starts or a job is submitted."""
+    import logging
+
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    # Without the loggers, ResultGrid warns that it found no result.json; the metrics it needs
+    # come from memory all the same.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+
+
+class RaySession:
+    """Join `address`, or start a private local Ray (short temp dir, no dashboard) and clean it up."""
+
+    def __init__(self, address: str | None, num_cpus: int | None = None):
+        self.address, self.num_cpus, self.started, self.tmp = address, num_cpus, False, None
+
+    def __enter__(self):
+        import logging
+
+        import ray
+
+        ray_env()
+        if ray.is_initialized():  # a caller (e.g. a notebook) already chose the cluster
+            return self
+        if self.address:
+            ray.init(address=self.address, logging_level=logging.WARNING)
+        else:
+            # Unix socket paths must stay under ~107 chars: never under a long $TMPDIR.
+            self.tmp = tempfile.mkdtemp(prefix="rn", dir=os.environ.get("RECONENT_RAY_TMPDIR", "/tmp"))
+            ray.init(include_dashboard=False, _temp_dir=self.tmp, num_cpus=self.num_cpus or os.cpu_count(),
+                     logging_level=logging.WARNING, configure_logging=True)
+        self.started = True
+        return self
+
+    def __exit__(self, *exc):
+        import ray
+
+        if self.started:
+            ray.shutdown()
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def fit(trainable, points: list[dict], ctx: dict, resources: dict, max_failures: int, progress: bool,
+        max_concurrent: int | None = None):
+    """Run `points` as one Tune experiment (a grid over the points); returns (ResultGrid, callback).
+
+    Tune's results directory is scratch (a temp dir, removed afterwards): the trials write their parts."""
+    from ray import tune
+
+    from .progress import progress_callback
+
+    cb = progress_callback(len(points), progress)
+    scratch = tempfile.mkdtemp(prefix="reconent-tune-")
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {k: v for k, v in resources.items() if v}),
+            param_space={"point": tune.grid_search(points), "ctx": ctx},
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent,
+                                        trial_dirname_creator=lambda t: t.trial_id),
+            run_config=tune.RunConfig(name="sweep", storage_path=scratch, verbose=0, callbacks=[cb],
+                                      failure_config=tune.FailureConfig(max_failures=max_failures)))
+        return tuner.fit(), cb
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def slots(cpu: float, gpu: float, local: bool) -> int | None:
+    """How many trials fit at once on a local Ray (None on a cluster, which may grow)."""
+    import ray
+
+    if not local:
+        return None
+    have = ray.cluster_resources()
+    # Nothing can join a local Ray later: a trial that does not fit would wait forever.
+    if cpu > have.get("CPU", 0) or gpu > have.get("GPU", 0):
+        raise ValueError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
+                         f"(cpu {have.get('CPU', 0):g}, gpu {have.get('GPU', 0):g})")
+    return int(min(have["CPU"] // cpu, have.get("GPU", 0) // gpu if gpu else float("inf")))

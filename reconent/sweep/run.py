@@ -1,0 +1,92 @@
+"""Sweeps on Ray Tune: one trial per missing grid point, one Parquet part per finished point.
+
+The store is the source of truth, not Tune's experiment state: a point is done when its part is
+valid (`Store.done_ids`). So a rerun after any crash (driver, worker, node) just computes the
+points that have no valid part, and a part is written by the trial itself, atomically, the moment
+its point finishes. Tune's own results directory is scratch (a temp dir, removed afterwards).
+
+Failures are split on purpose:
+- the science failing (bad setting, NaN) is a row with status 'error'/'diverged' and a trial
+  that succeeds, so it is never retried (reconent.sweep.trial.run_point);
+- the infrastructure failing (a dead worker or node, unwritable storage) fails the trial, and
+  Tune retries it up to `spec.max_failures` times (FailureConfig).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from .columns import point_id
+from .ray_session import RaySession, fit, slots
+from .trainables import point_trainable
+from .trial import versions
+
+
+def resolve_spec(spec, storage, check_storage: bool = True):
+    """A Spec from a Spec or a path (then `storage`, if given, overrides the spec's)."""
+    from .spec import Spec, load_spec
+
+    if isinstance(spec, Spec):
+        if storage is not None:
+            raise ValueError("pass the spec as a path to override its storage")
+        return spec
+    return load_spec(spec, storage_override=storage, check_storage=check_storage)
+
+
+def is_local(uri: str) -> bool:
+    """A plain path or a file:// URI (not s3://, gs://, ...)."""
+    return "://" not in str(uri) or str(uri).startswith("file://")
+
+
+def absolute_uri(uri):
+    """Trials run with another working directory (and on other nodes): local paths must be absolute."""
+    if uri is None or not is_local(uri):
+        return uri
+    return str(Path(str(uri).removeprefix("file://")).expanduser().resolve())
+
+
+def run(spec, address: str | None = None, storage: str | None = None, progress: bool = True) -> dict:
+    """Run every point of `spec` (a path or a Spec) that has no valid part yet; returns a summary.
+
+    Trials write their parts themselves: on a multi-machine cluster the storage must be shared
+    (s3://, gs://, or a network file system mounted at the same path everywhere).
+    Validation comes first, so a bad spec writes nothing. Summary keys: sweep, storage, points,
+    skipped (had a valid part), ran (trials started), done (= ok), failed (= diverged + error +
+    lost, where lost means no part even after `max_failures` retries), retries (infrastructure
+    failures Tune recovered from), seconds.
+    """
+    from .store import Store
+
+    t0 = time.perf_counter()
+    spec = resolve_spec(spec, storage)
+    storage_uri = absolute_uri(spec.storage)
+    store = Store(storage_uri, spec.name)
+    points = spec.points()
+    done = {kind: set(store.done_ids(kind)) for kind in {p["kind"] for p in points}}
+    missing = [p for p in points if point_id(p) not in done[p["kind"]]]
+    store.save_spec(spec.resolved())
+    summary = {"sweep": spec.name, "storage": storage_uri, "points": len(points),
+               "skipped": len(points) - len(missing), "ran": len(missing), "done": 0, "failed": 0, "ok": 0,
+               "diverged": 0, "error": 0, "lost": 0, "retries": 0, "seconds": 0.0}
+    if missing:
+        cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu or 0)
+        ctx = {"storage": storage_uri, "sweep": spec.name, "spec_hash": spec.spec_hash, "device": spec.device,
+               "data_root": absolute_uri(spec.data_root), "download": bool(spec.download),
+               "threads": max(1, round(cpu)),
+               "code_version": versions()["code_version"]}  # the driver's checkout: workers may have no .git
+        with RaySession(address):
+            n = slots(cpu, gpu, local=address is None)
+            grid, cb = fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures, progress,
+                           max_concurrent=n)
+        for r in grid:
+            if r.error is not None:
+                print(f"reconent: trial failed after retries: {str(r.error).splitlines()[0]}", file=sys.stderr)
+        after = {kind: set(store.done_ids(kind)) for kind in done}
+        summary["lost"] = sum(point_id(p) not in after[p["kind"]] for p in missing)
+        for s in cb.statuses.values():
+            summary[s if s in ("ok", "diverged", "error") else "error"] += 1
+        summary["done"], summary["retries"] = summary["ok"], cb.retries
+        summary["failed"] = summary["diverged"] + summary["error"] + summary["lost"]
+    summary["seconds"] = time.perf_counter() - t0
+    return summary

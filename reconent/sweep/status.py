@@ -1,0 +1,47 @@
+"""`reconent sweep status`: points done, failed and left, read from the store (no Ray)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .columns import point_id
+from .run import absolute_uri
+
+
+def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
+    """(storage root, sweep name) from a sweep name (+ storage) or the URI of a sweep's folder."""
+    s = str(name_or_uri).rstrip("/")
+    if "://" in s or "/" in s or Path(s).is_dir():
+        if storage is not None:
+            raise ValueError("give either a sweep URI or a sweep name with --storage, not both")
+        root, _, name = s.rpartition("/")
+        return absolute_uri(root or "."), name
+    from .spec import Spec
+
+    return absolute_uri(storage or Spec.model_fields["storage"].default), s
+
+
+def status(name_or_uri: str, storage: str | None = None) -> dict:
+    """Points done (ok), failed (error or diverged) and left (no valid part) of the sweep's latest spec.
+
+    Read-only: a corrupt part counts as left here (the next run quarantines and recomputes it)."""
+    from .spec import load_spec
+    from .store import Store
+
+    root, name = locate(name_or_uri, storage)
+    store = Store(root, name)
+    saved = store.load_spec()
+    if saved is None:
+        raise ValueError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
+    spec = load_spec(saved, storage_override=root, check_storage=False)
+    points = spec.points()
+    out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
+           "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0}
+    for kind in sorted({p["kind"] for p in points}):
+        df = store.read(kind)
+        got = dict(zip(df["point_id"], df["status"]))
+        for p in points:
+            if p["kind"] == kind:
+                st = got.get(point_id(p))
+                out["left" if st is None else st if st in ("ok", "diverged") else "error"] += 1
+    out["done"], out["failed"] = out["ok"], out["diverged"] + out["error"]
+    return out

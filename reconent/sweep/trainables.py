@@ -1,0 +1,51 @@
+"""The functions Tune runs in its workers, one call per point.
+
+They must live in the package: Ray workers import them by module path (a function defined in a
+test or a script fails there).
+"""
+from __future__ import annotations
+
+from .trial import run_point
+
+
+def point_trainable(config: dict) -> None:
+    """One sweep point: compute it, write its part from here (durable even if the driver dies), report."""
+    import ray
+    import torch
+    from ray import tune
+
+    from .store import Store
+
+    ctx, point = config["ctx"], config["point"]
+    torch.set_num_threads(ctx["threads"])  # Ray gives this trial `threads` CPUs; more would oversubscribe
+
+    def on_epoch(epoch, acc, loss):  # progress of a training point; train() stops early by itself
+        tune.report({"epoch": epoch, "accuracy": acc, "loss": loss, "final": False})
+
+    row = run_point(point, ctx["device"], data_root=ctx["data_root"], download=ctx["download"],
+                    on_epoch=on_epoch if point["kind"] == "train" else None, spec_hash=ctx["spec_hash"],
+                    code_version=ctx.get("code_version"),
+                    node_id=ray.get_runtime_context().get_node_id())
+    Store(ctx["storage"], ctx["sweep"]).write_part(point["kind"], row)
+    tune.report({"final": True, "point_id": row["point_id"], "status": row["status"], "error": row["error"],
+                 "compute_seconds": row["seconds"], "node_id": row["node_id"]})
+
+
+def noop_trainable(config: dict) -> None:
+    """The trivial point of `reconent bench sweep`: nothing but the report, to time Ray itself."""
+    from ray import tune
+
+    tune.report({"final": True, "point_id": str(config["point"]["i"]), "status": "ok", "compute_seconds": 0.0})
+
+
+def sleep_trainable(config: dict) -> None:
+    """A point of known cost for `reconent bench sweep --sleep S`: sleeps S seconds, so the bench's
+    compute accounting can be checked against a figure it did not measure itself."""
+    import time
+
+    from ray import tune
+
+    t = time.perf_counter()
+    time.sleep(config["point"]["sleep"])
+    tune.report({"final": True, "point_id": str(config["point"]["i"]), "status": "ok",
+                 "compute_seconds": time.perf_counter() - t})
