@@ -85,7 +85,7 @@ def test_report_edge_cases_are_notes_or_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_report_on_a_tiny_real_sweep(tmp_path):
-    sweep = pytest.importorskip("reconent.sweep.tune")
+    sweep = pytest.importorskip("reconent.sweep.run")
     pytest.importorskip("reconent.sweep.spec")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC.format(storage=tmp_path / "results"))
@@ -122,3 +122,25 @@ def test_report_embeds_explain_figures(results, tmp_path, capsys):
     assert cli.main(["report", str(results), "-o", str(out), "--explain", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert "--explain" in err and err.count("\n") == 1
+
+
+def test_report_escapes_data(tmp_path):
+    """Sweep names, notes and saved specs come from data: the template escapes them (no script runs)."""
+    from reconent.analysis.core import analyse
+    from reconent.analysis.report import write_report
+
+    evil = "<script>alert(1)</script>"
+    p, t = syn.grid({1.0: 3, 1.76: 20}, 30, [2, 8, 24], sweep=evil)
+    a = analyse(p, t, n_boot=0)
+    a.notes.append(f"a note with {evil} & more")
+    sweep = tmp_path / "sweep"
+    (sweep / "specs").mkdir(parents=True)
+    (sweep / "specs" / "spec.yaml").write_text(f"name: x  # {evil}\n")
+    out = tmp_path / "rep"
+    write_report(a, out, uris=[sweep])
+    html = (out / "report.html").read_text()
+    assert "<script" not in html.lower()
+    assert f"<title>reconent report: {'&lt;script&gt;alert(1)&lt;/script&gt;'}</title>" in html
+    assert "<li>a note with &lt;script&gt;alert(1)&lt;/script&gt; &amp; more</li>" in html
+    assert "name: x  # &lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<li><b>Probe cutoff</b>" in html  # the template's own markup stays HTML

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import json
 import platform
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -20,50 +20,26 @@ SECTIONS = ["Summary", "Phase diagram", "Boundaries", "Entropy vs depth", "Agree
 HEADLINE = ["n_probe_points", "n_train_points", "n_scored", "precision", "recall", "f1", "balanced_accuracy",
             "boundary_distance_depth", "boundary_distance_log_depth", "probe_seconds", "train_seconds",
             "saving_factor", "critical_sigma_w2", "rtol", "threshold"]
-METHOD = """<ul>
-<li><b>Probe cutoff</b> is re-derived from each probe's stored median normalised profile S_ℓ/S_L with the rtol above:
-the deepest layer whose value differs from 1 by more than rtol. One deep probe speaks for every shallower depth
-(prefix property), so the deepest probe per (σ_w², seed) is used.</li>
-<li><b>Predicted trainable</b>(σ_w², depth) = depth ≤ cutoff. With several seeds a training trial is predicted by
-the probe of its own seed (same initial weights), else by the median cutoff; L* per σ_w² is the median over seeds
-with a 95% bootstrap interval. If a probe saw no plateau (cutoff = depth−1), L* ≥ its depth and deeper trials are
-not scored.</li>
-<li><b>Trainable</b> = some epoch's accuracy &gt; threshold, re-derived from the stored accuracy curve. A run that
-stopped early at its own lower threshold cannot speak for a higher one: unknown (censored), not scored.
-Diverged runs are untrainable. With several seeds a depth is trainable when at least half of its seeds are.</li>
-<li><b>True boundary</b> per σ_w²: walking the trained depths upwards, the deepest trainable depth before the first
-untrainable one; the truth lies between it and the first untrainable depth − 1, and boundary distances are gaps
-between intervals (0 when the prediction falls inside). Log-depth distances use ln(max(depth, 1)).</li>
-<li><b>Theory</b>: 6·ξ_c(σ_w², σ_b²) and the critical σ_w² (χ₁ = 1) from reconent.theory with each group's own σ_b²
-and activation.</li>
-<li><b>Cost</b>: the rows' wall-clock <code>seconds</code>. Training stops early once the threshold is exceeded, so
-trainable points cost less than the full epoch budget.</li>
-</ul>"""
-CSS = """body{font-family:system-ui,sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
-text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%;height:auto;display:block;margin:.6em 0}
-pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}.notes li{color:#8a4b00}
-.muted{color:#666;font-size:.9em}"""
 
 
-def _fmt(v, nd=3):
+def _fmt(v, nd=3) -> str:
+    """A table cell or summary value as plain text (the template escapes it): floats to `nd` significant digits."""
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "∞" if isinstance(v, float) and np.isinf(v) and v > 0 else "–"
     if isinstance(v, (float, np.floating)):
         return f"{v:.{nd}g}"
-    return html.escape(str(v))
+    return str(v)
 
 
-def _table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
-    return f"<table><tr>{head}</tr>{rows}</table>"
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("reconent.analysis", "templates"), autoescape=True,
+                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["fmt"] = _fmt
 
 
-def _img(path: Path, alt: str) -> str:
-    b64 = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+def _img(path: Path, alt: str, caption: str = "") -> dict:
+    """A PNG embedded as a data URI (the report opens offline), for the template's `images` macro."""
+    return {"src": "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode(), "alt": alt,
+            "caption": caption}
 
 
 def _spec_texts(uris) -> list[tuple[str, str]]:
@@ -118,7 +94,7 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
         "|pred − true| (log-depth)": b["distance_log_depth"]})
 
 
-def _agreement_html(a: Analysis) -> str:
+def _agreement(a: Analysis) -> dict:
     s, iv = a.scores, a.intervals
     conf = pd.DataFrame([["predicted trainable", s["tp"], s["fp"]], ["predicted untrainable", s["fn"], s["tn"]]],
                         columns=["", "trained: trainable", "trained: untrainable"])
@@ -127,24 +103,22 @@ def _agreement_html(a: Analysis) -> str:
     met = pd.DataFrame({"metric": keys, "value": [s[k] for k in keys],
                         "95% bootstrap interval over seeds": [
                             f"{_fmt(iv[k][0])} … {_fmt(iv[k][1])}" if k in iv else "– (one training seed)" for k in keys]})
-    return (f"<p>{s['n_scored']} training trials scored (covered by a prediction and with a known verdict); "
-            f"boundary distances averaged over {s['n_boundary_sigma_w2']} σ_w² values.</p>"
-            + _table(conf) + _table(met))
+    return {"n_scored": s["n_scored"], "n_sigma_w2": s["n_boundary_sigma_w2"], "confusion": conf, "metrics": met}
 
 
-def _explain_html(dirs) -> str:
+def _explain_figures(dirs) -> list[dict]:
     """The figures of `reconent explain` runs (their manifest.json), embedded like the report's own."""
     from ..explain import figures as explain_figures
 
-    parts = []
+    out = []
     for d in dirs:
         try:
             figs = explain_figures(d)
         except (OSError, ValueError) as e:
             raise AnalysisError(f"--explain {d}: not a `reconent explain` output folder ({e}); "
                                 f"run `reconent explain mlp -o {d}` first") from None
-        parts += [f"<p class='muted'>{html.escape(f['title'])}</p>" + _img(Path(f["path"]), f["title"]) for f in figs]
-    return "".join(parts)
+        out += [_img(Path(f["path"]), f["title"], f["title"]) for f in figs]
+    return out
 
 
 def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explain=()) -> dict:
@@ -170,35 +144,18 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
     s = summary
     head = pd.DataFrame({"quantity": HEADLINE, "value": [
         _fmt(s[k]) if not isinstance(s[k], list) else ", ".join(map(_fmt, s[k])) for k in HEADLINE]})
-    none = "<p class='muted'>Nothing to show (see the notes in the summary).</p>"
-    imgs = lambda name: "".join(_img(p, alt) for p, alt in figs[name]) or none  # noqa: E731
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in a.notes) or "<li>none</li>"
-    specs = "".join(f"<p class='muted'>{html.escape(src)}</p><pre>{html.escape(text)}</pre>"
-                    for src, text in _spec_texts(uris)) or none
-    title = title or f"reconent report: {', '.join(s['sweeps']) or 'results'}"
-    sections = SECTIONS + (["Interpretability"] if explain else [])
-    body = {
-        "Interpretability": _explain_html(explain) if explain else "",
-        "Summary": f"{_table(head)}<p><b>Notes</b></p><ul class='notes'>{notes}</ul>",
-        "Phase diagram": "<p>Entropy of the deepest probe per σ_w² (median over seeds) at each layer, with the "
-                         "predicted boundary, the trained points, 6·ξ_c and the critical σ_w².</p>" + imgs("phase"),
-        "Boundaries": imgs("boundary") + (_table(boundary_display(a)) if len(a.boundaries) else none),
-        "Entropy vs depth": imgs("curves"),
-        "Agreement": _agreement_html(a) if s["n_scored"] else none,
-        "Cost": "<p>Compute-seconds of the probes against the training trials. <i>points both cover</i>: the "
-                "scored trials and the probes their predictions read.</p>" + _table(a.cost),
-        "Method": METHOD,
-        "Sweep spec": specs,
-        "Versions": _table(_versions(a)),
-    }
     rule = (f"rtol = {_fmt(s['rtol']) if not isinstance(s['rtol'], list) else s['rtol']}, "
             f"threshold = {_fmt(s['threshold']) if not isinstance(s['threshold'], list) else s['threshold']}")
-    doc = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-           f"<p class='muted'>{html.escape(', '.join(map(str, uris)))} · {rule} · generated "
-           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p><nav>"
-           + " · ".join(f"<a href='#s{i}'>{n}</a>" for i, n in enumerate(sections)) + "</nav>"
-           + "".join(f"<h2 id='s{i}'>{n}</h2>{body[n]}" for i, n in enumerate(sections)) + "</body></html>")
+    doc = _ENV.get_template("report.html.j2").render(
+        title=title or f"reconent report: {', '.join(s['sweeps']) or 'results'}",
+        uris=[str(u) for u in uris], rule=rule, generated=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        sections=SECTIONS + (["Interpretability"] if explain else []),
+        headline=head, notes=a.notes,
+        figures={k: [_img(p, alt) for p, alt in v] for k, v in figs.items()},
+        boundaries=boundary_display(a) if len(a.boundaries) else None,
+        agreement=_agreement(a) if s["n_scored"] else None,
+        cost=a.cost, specs=_spec_texts(uris), versions=_versions(a),
+        explain=_explain_figures(explain) if explain else [])
     (out / "report.html").write_text(doc, encoding="utf-8")
     return summary
 
@@ -219,35 +176,15 @@ def report(uris, out_dir, rtol: float | None = None, threshold: float | None = N
     return write_report(analyse(probes, trains, rtol, threshold, n_boot=n_boot), out_dir, uris, explain=explain)
 
 
-def cmd_report(a) -> None:
-    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain)
-    if a.json:
-        print(json.dumps(s))
-        return
+def summary_text(s: dict, out_dir) -> str:
+    """The summary of `report()` as the few lines `reconent report` prints (without --json)."""
     f = lambda k: _fmt(s[k]) if not isinstance(s[k], list) else s[k]  # noqa: E731
-    print(f"{s['n_probe_points']} probes, {s['n_train_points']} training trials, {s['n_scored']} scored "
-          f"(rtol {f('rtol')}, threshold {f('threshold')})")
-    print(f"precision {f('precision')}  recall {f('recall')}  F1 {f('f1')}  balanced accuracy "
-          f"{f('balanced_accuracy')}  boundary distance {f('boundary_distance_depth')} layers")
-    print(f"probe {f('probe_seconds')} s vs training {f('train_seconds')} s on the points both cover "
-          f"(saving x{f('saving_factor')})")
-    for n in s["notes"]:
-        print(f"note: {n}")
-    print(f"wrote {Path(a.out) / 'report.html'}, summary.json and {len(s['figures'])} PNG figures")
-
-
-def register(sub, bench) -> None:
-    from ..cli import nonneg, pos_float, _num
-
-    r = sub.add_parser("report", help="analyse sweep results: boundaries, agreement, cost; HTML + PNG + JSON")
-    r.add_argument("results", nargs="+", metavar="RESULTS_URI",
-                   help="a sweep's results folder, <storage>/<sweep name> (local path, s3://, gs://); several allowed")
-    r.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder for report.html, PNGs, summary.json")
-    r.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: each probe's stored rtol)")
-    r.add_argument("--threshold", type=nonneg, default=None,
-                   help="accuracy threshold in [0, 1] (default: each trial's stored threshold)")
-    r.add_argument("--n-boot", type=_num(int, 0), default=1000, help="bootstrap resamples over seeds (0: none)")
-    r.add_argument("--explain", action="append", default=[], metavar="DIR",
-                   help="also embed the figures of a `reconent explain` output folder (repeatable)")
-    r.add_argument("--json", action="store_true", help="print summary.json's content as one JSON object")
-    r.set_defaults(func=cmd_report)
+    return "\n".join([
+        f"{s['n_probe_points']} probes, {s['n_train_points']} training trials, {s['n_scored']} scored "
+        f"(rtol {f('rtol')}, threshold {f('threshold')})",
+        f"precision {f('precision')}  recall {f('recall')}  F1 {f('f1')}  balanced accuracy "
+        f"{f('balanced_accuracy')}  boundary distance {f('boundary_distance_depth')} layers",
+        f"probe {f('probe_seconds')} s vs training {f('train_seconds')} s on the points both cover "
+        f"(saving x{f('saving_factor')})",
+        *(f"note: {n}" for n in s["notes"]),
+        f"wrote {Path(out_dir) / 'report.html'}, summary.json and {len(s['figures'])} PNG figures"])

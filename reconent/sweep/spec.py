@@ -21,7 +21,6 @@ import itertools
 import math
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
@@ -44,7 +43,7 @@ INT_AXES = tuple(a for a in AXES if pa.types.is_integer(_TYPES[a]))
 STR_AXES = tuple(a for a in AXES if pa.types.is_string(_TYPES[a]))
 # Keys that resolved() adds; load_spec drops them so a saved spec.yaml can be run again as is.
 META_KEYS = ("reconent_version", "spec_hash", "n_points")
-STORAGE_TIMEOUT = 30.0  # seconds to wait for a remote storage to answer
+STORAGE_TIMEOUT = 10.0  # seconds: S3 connect/request timeouts (2 attempts), GCS retry limit
 
 
 class SpecError(ValueError):
@@ -393,7 +392,7 @@ def _short(vals: list) -> str:
 
 # ----------------------------------------------------------------------------- loading
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 floats (PyYAML reads `1e-3` as a string) and an error on duplicate keys."""
+    """YAML 1.2 floats (PyYAML reads `1e-3` as a string); an error on duplicate keys and on keys that are not names."""
 
 
 _Loader.add_implicit_resolver(
@@ -401,12 +400,35 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789."))
 
 
+def _source(node) -> str:
+    """A node as written in the file (one line, shortened), for error messages."""
+    m, e = node.start_mark, node.end_mark
+    text = m.buffer[m.index:e.index] if m.buffer is not None and e is not None else ""
+    text = " ".join(text.split()) or str(getattr(node, "value", ""))
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _mapping(loader, node, deep=False):
+    """A mapping whose keys are unique strings: a second `depth:` would silently drop the first (PyYAML keeps
+    the last), and a list or mapping as a key (`? [a, b]`, `{[1, 2]: x}`) cannot name a field."""
     keys = set()
     for k, _ in node.value:
-        key = loader.construct_object(k, deep=deep)
-        if key in keys:  # PyYAML keeps the last silently: a second `depth:` would drop the first
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", k.start_mark)
+        if k.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges; construct_mapping flattens it
+            continue
+        kind = {yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}.get(type(k))
+        key = None if kind else loader.construct_object(k, deep=True)
+        if kind:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {_source(k)!r} is {kind}; a key is a name such as `depth:`, with the list "
+                f"or mapping after it (`depth: [2, 4]`)", k.start_mark)
+        if not isinstance(key, str) or "\n" in key:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {_source(k)!r} is not a name ({type(key).__name__} {key!r}); a key is a name "
+                f"such as `depth:` on one line (quote it to keep it a string)", k.start_mark)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}; give each key once in a mapping (merge the two entries)",
+                k.start_mark)
         keys.add(key)
     return loader.construct_mapping(node, deep)
 
@@ -468,6 +490,9 @@ def load_spec(path_or_dict, storage_override: str | None = None, check_storage: 
             where = f"{src}:{mark.line + 1}:{mark.column + 1}" if mark else src
             what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x)
             raise SpecError(f"malformed YAML: {what or e}".replace("\n", " "), file=where) from None
+        except (ValueError, TypeError) as e:  # a value PyYAML cannot build, e.g. the date 2024-13-01
+            raise SpecError(f"malformed YAML: {e}; quote the value to keep it a string".replace("\n", " "),
+                            file=src) from None
         if not isinstance(raw, dict):
             got = "an empty file" if raw is None else type(raw).__name__
             raise SpecError(f"a spec is a YAML mapping (name:, dataset:, grid:, ...), got {got}", file=src)
@@ -506,22 +531,14 @@ def check_storage(uri: str) -> None:
         return
     import pyarrow.fs as pafs
 
-    box: dict = {}
+    from .store import filesystem
 
-    def reach():
-        try:
-            fs, root = pafs.FileSystem.from_uri(uri)
-            box["info"] = fs.get_file_info(root)
-        except Exception as e:  # noqa: BLE001 -- any failure here means: not reachable
-            box["error"] = str(e).replace("\n", " ")[:300]
-
-    # The cloud SDKs retry a dead endpoint for minutes (GCS: 15); a daemon thread bounds the wait.
-    t = threading.Thread(target=reach, daemon=True)
-    t.start()
-    t.join(STORAGE_TIMEOUT)
-    if "info" not in box:
-        why = box.get("error", f"no answer within {STORAGE_TIMEOUT:g} s")
+    try:  # pyarrow's own timeouts bound the wait on a remote that does not answer
+        fs, root = filesystem(uri, timeout=STORAGE_TIMEOUT)
+        info = fs.get_file_info(root)
+    except Exception as e:  # noqa: BLE001 -- any failure here means: not reachable
+        why = str(e).replace("\n", " ")[:300]
         raise SpecError(f"cannot reach {uri!r}: {why}; check the bucket, credentials and region "
-                        f"(s3://bucket/path?region=...), or pass --storage PATH_OR_URI", "storage")
-    if box["info"].type == pafs.FileType.File:
+                        f"(s3://bucket/path?region=...), or pass --storage PATH_OR_URI", "storage") from None
+    if info.type == pafs.FileType.File:
         raise SpecError(f"{uri!r} is a file, not a folder; {fix}", "storage")

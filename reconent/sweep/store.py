@@ -21,7 +21,7 @@ import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -33,12 +33,27 @@ TMP_MAX_AGE = 3600.0  # seconds; a younger _tmp-* may belong to a writer that is
 _ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) for a local path, file://, s3:// or gs:// URI; local paths made absolute."""
+def filesystem(uri: str, timeout: float | None = None) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path, file://, s3:// or gs:// URI; local paths made absolute.
+
+    pyarrow reads the URI's options (`s3://bucket/path?region=...&endpoint_override=host:port&scheme=http`)
+    and the environment (AWS_ENDPOINT_URL, credentials). `timeout` (seconds) bounds the wait on a remote
+    that does not answer, where the SDKs' defaults retry for minutes (GCS: 15): S3 connects and requests
+    time out after `timeout` each, with 2 attempts in all; GCS stops retrying after `timeout`.
+    None keeps pyarrow's defaults."""
     uri = str(uri)
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-    return pafs.FileSystem.from_uri(uri)
+    fs, path = pafs.FileSystem.from_uri(uri)
+    if timeout is not None:
+        # The options pyarrow parsed (what pickling the filesystem keeps), with the timeouts added.
+        opts = fs.__reduce__()[1][0] if isinstance(fs, (pafs.S3FileSystem, pafs.GcsFileSystem)) else {}
+        if isinstance(fs, pafs.S3FileSystem):
+            fs = pafs.S3FileSystem(**{**opts, "connect_timeout": timeout, "request_timeout": timeout,
+                                      "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=2)})
+        elif isinstance(fs, pafs.GcsFileSystem):
+            fs = pafs.GcsFileSystem(**{**opts, "retry_time_limit": timedelta(seconds=timeout)})
+    return fs, path
 
 
 class Store:
