@@ -1,11 +1,11 @@
 """reconent.analysis on synthetic frames in the documented row schema (no Ray, no training)."""
+import functools
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from reconent.science import theory
 from reconent.analysis import (AnalysisError, analyse, boundary_table, confusion, match, metrics,
                                predicted_boundary, probe_cutoffs, score, train_verdicts, true_boundary)
 from reconent.analysis import synthetic as syn
@@ -95,18 +95,61 @@ def test_median_cutoff_and_bootstrap_interval_over_seeds():
     assert 4 <= b["ci_lo"] <= 9 <= b["ci_hi"] <= 20 and b["ci_lo"] < b["ci_hi"]
 
 
-def test_theory_overlay_equals_the_mean_field_module():
+def _gauss(f):  # ∫Dz f(z) by adaptive quadrature
+    from scipy.integrate import quad
+
+    return quad(lambda z: f(z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -12, 12, limit=200, epsabs=1e-13)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _mean_field_tanh(sw: float, sb: float) -> tuple[float, float]:
+    """(χ_1, χ_c) of a wide tanh network computed here from scratch (Poole et al. 2016, Schoenholz et al.
+    2017), not through reconent.science.theory: q* by iterating the variance map with scipy quadrature,
+    the chaotic phase's c* by root-finding the correlation map on a dense 2-D grid."""
+    from scipy.optimize import brentq
+
+    q = 1.0
+    for _ in range(5000):
+        q, q_old = sw * _gauss(lambda z: math.tanh(math.sqrt(q) * z) ** 2) + sb, q
+        if abs(q - q_old) < 1e-14:
+            break
+    chi1 = sw * _gauss(lambda z: math.cosh(math.sqrt(q) * z) ** -4)
+    if chi1 <= 1:  # ordered: c* = 1 and the correlation map's slope there is χ_1
+        return chi1, chi1
+    z = np.linspace(-10, 10, 1601)
+    wz = np.exp(-z * z / 2) / math.sqrt(2 * math.pi) * (z[1] - z[0])
+    z1, z2 = np.meshgrid(z, z, indexing="ij")
+    w2, u1 = np.outer(wz, wz), math.sqrt(q) * z1
+    u2 = lambda c: math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)  # noqa: E731
+    c = brentq(lambda c: (sw * np.sum(w2 * np.tanh(u1) * np.tanh(u2(c))) + sb) / q - c, 0.0, 1 - 1e-9, xtol=1e-13)
+    return chi1, sw * float(np.sum(w2 / np.cosh(u1) ** 2 / np.cosh(u2(c)) ** 2))
+
+
+def test_theory_overlay_matches_an_independent_mean_field():
+    """The analysis's theory columns against the physics computed in this test: theory_depth = 6·ξ_c with
+    ξ_c = −1/ln χ_c, and the critical σ_w² where χ_1 = 1 (≈ 1.7610 at σ_b² = 0.05, Schoenholz et al. 2017)."""
+    from scipy.optimize import brentq
+
     p, t = syn.grid({0.9: 3, 1.76: 20, 3.0: 5}, 30, DEPTHS)
     cnn = pd.DataFrame([syn.probe_row(w, 10, 4, arch="cnn", width=None, channels=128, sigma_b2=2e-5, rtol=0.01)
                         for w in (0.5, 1.0, 2.0)])
     a = analyse(pd.concat([p, cnn], ignore_index=True), t)
-    for r in a.boundaries.itertuples():
-        assert r.theory_depth == pytest.approx(theory.trainable_depth(r.sigma_w2, r.sigma_b2, r.activation))
-        assert r.critical_sigma_w2 == pytest.approx(theory.critical_sigma_w2(r.sigma_b2, r.activation))
-    c = a.boundaries[a.boundaries["arch"] == "cnn"]["critical_sigma_w2"].iloc[0]
-    assert c == pytest.approx(theory.critical_sigma_w2(2e-5, "tanh")) and 1.0 < c < 1.1  # computed, not 1.76
-    assert sorted(a.summary()["critical_sigma_w2"]) == pytest.approx(
-        sorted([theory.critical_sigma_w2(0.05), theory.critical_sigma_w2(2e-5)]))
+    b = a.boundaries
+    assert sorted(zip(b["arch"], b["sigma_w2"])) == [("cnn", 0.5), ("cnn", 1.0), ("cnn", 2.0),
+                                                     ("mlp", 0.9), ("mlp", 1.76), ("mlp", 3.0)]
+    for r in b.itertuples():
+        assert r.activation == "tanh"
+        chi_c = _mean_field_tanh(r.sigma_w2, r.sigma_b2)[1]
+        assert r.theory_depth == pytest.approx(-6 / math.log(chi_c), rel=1e-6), (r.arch, r.sigma_w2)
+    crit = {sb: brentq(lambda sw: _mean_field_tanh(sw, sb)[0] - 1, 1 + 1e-9, 3.0, xtol=1e-12) for sb in (0.05, 2e-5)}
+    assert crit[0.05] == pytest.approx(1.7610, abs=2e-4)  # the literature's tanh critical point
+    assert 1.0 < crit[2e-5] < 1.1  # σ_b² → 0: the critical point approaches 1
+    for r in b.itertuples():
+        assert r.critical_sigma_w2 == pytest.approx(crit[r.sigma_b2], rel=1e-8)
+    # near the critical line the trainable depth diverges; away from it, it is tens of layers
+    depth = dict(zip(zip(b["arch"], b["sigma_w2"]), b["theory_depth"]))
+    assert depth[("mlp", 1.76)] > 1e4 and 10 < depth[("mlp", 0.9)] < 30 and 30 < depth[("mlp", 3.0)] < 100
+    assert sorted(a.summary()["critical_sigma_w2"]) == pytest.approx(sorted(crit.values()), rel=1e-8)
 
 
 def test_conv_stem_layers_are_not_counted_as_depth():

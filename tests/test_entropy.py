@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from reconent.science.entropy import (as_distribution, cutoff, cutoff_from_normalised, differential_entropy,
-                              relative_entropy)
+from reconent.science.entropy import (as_distribution, cutoff_from_normalised, differential_entropy_from_std,
+                                      normalised, relative_entropy)
+
+
+def differential_entropy(xhat):
+    """H of a batch as the probe computes it: per-pixel σ of the normalised samples, then the Gaussian H."""
+    return differential_entropy_from_std(as_distribution(xhat).std(dim=0, unbiased=False))
 
 
 def test_kl_of_identical_images_is_zero():
@@ -40,6 +45,15 @@ def test_distribution_sums_to_one_and_is_positive():
     assert (p > 0).all()
 
 
+def test_differential_entropy_of_a_gaussian_with_known_sigma():
+    # H = ½ ln(2πe σ²) per pixel, averaged over pixels
+    for sigma in (1e-3, 0.1, 2.0):
+        assert differential_entropy_from_std(torch.full((50,), sigma, dtype=torch.float64)) == pytest.approx(
+            0.5 * math.log(2 * math.pi * math.e * sigma**2), abs=1e-8)  # ε = 1e-12 inside the ln
+    s = torch.tensor([0.1, 1.0], dtype=torch.float64)
+    assert differential_entropy_from_std(s) == pytest.approx(0.5 * math.log(2 * math.pi * math.e) + math.log(0.1) / 2)
+
+
 def test_differential_entropy_of_known_spread():
     # Samples that are the same image shifted in scale only: after normalisation all equal -> σ = 0
     x = torch.rand(1, 64).repeat(10, 1) * torch.arange(1, 11).unsqueeze(1)
@@ -65,5 +79,12 @@ def test_cutoff_walks_from_the_deepest_layer():
 def test_cutoff_normalises_per_sample_before_the_median():
     # two samples with different scales but the same shape: per-sample normalisation makes them equal
     S = np.array([[1.0, 10.0], [1.9, 19.0], [2.0, 20.0], [2.0, 20.0]])
-    assert cutoff(S, rtol=0.01) == 2
+    n = normalised(S)
+    np.testing.assert_allclose(n[:, 0], n[:, 1])
+    np.testing.assert_allclose(n[-1], 1.0)
+    np.testing.assert_allclose(n[:, 0], [0.5, 0.95, 1.0, 1.0])
+    assert cutoff_from_normalised(np.median(n, axis=1), rtol=0.01) == 2
+    # the median over samples of the normalised curves: [0.5, 0.99, 1, 1] here, so layer 2 is off at 0.005
+    S3 = np.array([[1.0, 1.0, 50.0], [2.0, 1.5, 99.0], [2.0, 1.9, 100.0], [2.0, 2.0, 100.0]])
+    assert cutoff_from_normalised(np.median(normalised(S3), axis=1), rtol=0.005) == 2
 

@@ -89,3 +89,39 @@ def test_physics_ordered_cutoff_is_shallower_than_critical(mnist):
         body = mlp(20, 784, 784, "tanh", sw, 0.05, seed=0)
         cut[sw] = probe(body, mnist.train_x, mnist.test_x, eval_samples=200).cutoff()
     assert cut[0.5] + 5 <= cut[1.76], cut
+
+
+def _state(body):
+    """Everything about a body the caller could observe: values, requires_grad, device, mode."""
+    return ([(n, p.detach().clone(), p.requires_grad, p.device) for n, p in body.named_parameters()],
+            [m.training for m in body.modules()])
+
+
+def _assert_same_state(before, after):
+    (params0, modes0), (params1, modes1) = before, after
+    assert [n for n, *_ in params0] == [n for n, *_ in params1]
+    for (n, v0, g0, d0), (_, v1, g1, d1) in zip(params0, params1):
+        torch.testing.assert_close(v1, v0, rtol=0, atol=0, msg=f"{n} changed")
+        assert (g1, d1) == (g0, d0), n
+    assert modes1 == modes0
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_probe_leaves_the_callers_body_as_it_was(stacked):
+    """probe() freezes and moves a copy: the caller's body keeps its grads flag, mode and device."""
+    body = mlp(3, 16, 16, "tanh", 1.76, 0.05, seed=0).train().requires_grad_(True)
+    before = _state(body)
+    x = torch.rand(64, 16, generator=torch.Generator().manual_seed(0))
+    r = probe(body, x, x[:8], stacked=stacked)
+    assert r.status == "ok"
+    _assert_same_state(before, _state(body))
+    assert all(p.requires_grad for p in body.parameters()) and body.training
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU to see a device move")
+def test_probe_on_cuda_leaves_the_callers_body_on_the_cpu():
+    body = mlp(2, 16, 16, seed=0)
+    before = _state(body)
+    x = torch.rand(64, 16)
+    probe(body, x, x[:8], device="cuda")
+    _assert_same_state(before, _state(body))

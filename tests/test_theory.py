@@ -1,7 +1,6 @@
 """Mean-field theory (reconent.science.theory) against known values, closed forms and its own fixed-point equations."""
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -141,19 +140,17 @@ def test_bad_inputs_raise():
         T.q_star(1.0, -0.05)
 
 
-def test_robust_and_fast_over_the_sweep_range():
-    T._solve.cache_clear()  # time real solves, not cache hits
-    n, t0 = 0, time.perf_counter()
+def test_robust_over_the_sweep_range():
+    T._solve.cache_clear()  # real solves, not cache hits
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow / invalid-value warnings anywhere in the range
         for act in ("tanh", "relu"):
             for sw in np.linspace(0.05, 10, 25):
                 for sb in (0.0, 1e-6, 0.05, 0.5, 1.0):
-                    m, n = T.mean_field(sw, sb, act), n + 1
+                    m = T.mean_field(sw, sb, act)
                     assert m["phase"] == ("ordered" if m["chi_1"] < 1 else "chaotic")
                     assert m["q_star"] >= 0 and m["chi_1"] > 0 and 0 <= m["c_star"] <= 1
                     assert 0 < m["xi_c"] < math.inf
                     if act == "tanh":
                         assert math.isfinite(m["q_star"]) and m["chi_c"] < 1
                         assert (m["c_star"] == 1) == (m["phase"] == "ordered")
-    assert (time.perf_counter() - t0) / n < 0.1  # a loose sanity bound (measured ~0.5 ms): no timing claims

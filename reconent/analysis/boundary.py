@@ -4,7 +4,8 @@ Every boundary is an interval [lo, hi] of depths, because each source only resol
 - predicted: lo = hi = cutoff of the deepest probe; when the probe saw no plateau, [its depth, ∞).
 - true: lo = the deepest trainable depth below the first untrainable one, hi = (first untrainable) - 1;
   the trained depths are a grid, so the truth is only known to lie in between. All trainable: [max, ∞).
-- theory: the point 6·ξ_c(σ_w², σ_b²) of reconent.theory.
+- theory: the point 6·ξ_c(σ_w², σ_b²) of reconent.theory, where the arch has that mean field
+  (archs.Arch.mean_field: the MLP and the fan-in CNN, not the ResNet).
 Distances between boundaries are gaps between intervals (0 when they overlap), so a coarse training grid
 is not counted against the prediction.
 """
@@ -104,15 +105,29 @@ def true_boundary(trains: pd.DataFrame) -> pd.DataFrame:
     return out[cols]
 
 
-def theory_depth(sigma_w2, sigma_b2: float, activation: str, factor: float = 6.0):
-    """factor·ξ_c from reconent.theory (NaN where the activation has no mean-field model there)."""
+def _mean_field(arch: str | None) -> bool:
+    """Whether the fully connected mean field describes `arch` (archs.Arch.mean_field); unknown archs: no."""
+    from reconent.science import archs
+
+    try:
+        return arch is None or archs.get(arch).mean_field
+    except ValueError:
+        return False
+
+
+def theory_depth(sigma_w2, sigma_b2: float, activation: str, factor: float = 6.0, arch: str | None = None):
+    """factor·ξ_c from reconent.theory (NaN where the activation or the arch has no mean-field model)."""
+    if not _mean_field(arch):
+        return np.full(np.shape(sigma_w2), np.nan) if np.ndim(sigma_w2) else math.nan
     try:
         return theory.trainable_depth(sigma_w2, sigma_b2, activation, factor=factor)
     except ValueError:
         return np.full(np.shape(sigma_w2), np.nan) if np.ndim(sigma_w2) else math.nan
 
 
-def critical(sigma_b2: float, activation: str) -> float:
+def critical(sigma_b2: float, activation: str, arch: str | None = None) -> float:
+    if not _mean_field(arch):
+        return math.nan
     try:
         return theory.critical_sigma_w2(sigma_b2, activation)
     except ValueError:
@@ -123,9 +138,10 @@ def theory_boundary(points: pd.DataFrame, factor: float = 6.0) -> pd.DataFrame:
     """Per (group, σ_w²) present in `points`: theory_depth = factor·ξ_c and the group's critical σ_w²,
     computed from each group's own σ_b² (the CNN's σ_b² ≈ 2e-5 included) and activation."""
     keys = points[KEYS].drop_duplicates().sort_values(KEYS).reset_index(drop=True)
-    keys["theory_depth"] = [float(theory_depth(w, b, a, factor)) for w, b, a in
-                            zip(keys["sigma_w2"], keys["sigma_b2"], keys["activation"])]
-    keys["critical_sigma_w2"] = [critical(b, a) for b, a in zip(keys["sigma_b2"], keys["activation"])]
+    keys["theory_depth"] = [float(theory_depth(w, b, a, factor, arch)) for w, b, a, arch in
+                            zip(keys["sigma_w2"], keys["sigma_b2"], keys["activation"], keys["arch"])]
+    keys["critical_sigma_w2"] = [critical(b, a, arch) for b, a, arch in
+                                 zip(keys["sigma_b2"], keys["activation"], keys["arch"])]
     return keys
 
 

@@ -34,7 +34,8 @@ class Analysis:
         """Headline numbers for scripts (summary.json): plain JSON types, NaN as null."""
         c = self.cost.set_index("scope")
         cov, grid = c.loc["points both cover"], c.loc["whole grid"]
-        crit = sorted({critical(b, a) for b, a in zip(self.boundaries["sigma_b2"], self.boundaries["activation"])})
+        crit = sorted({critical(b, a, r) for b, a, r in zip(self.boundaries["sigma_b2"], self.boundaries["activation"],
+                                                             self.boundaries["arch"])})
         rtols = sorted(set(self.probes.get("rtol_used", pd.Series(dtype=float))))
         thrs = sorted(set(self.trains.get("threshold_used", pd.Series(dtype=float))))
         out = dict(

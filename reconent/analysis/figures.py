@@ -57,11 +57,11 @@ def layer_grid(probes: pd.DataFrame, column: str):
 
 def _overlays(ax, a, key, ymax: float, xlim, log: bool = False) -> None:
     b = _sel(a.boundaries, key).sort_values("sigma_w2")
-    sb2, act = key[GROUP.index("sigma_b2")], key[GROUP.index("activation")]
+    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
     xs = np.geomspace(*xlim, 400) if log else np.linspace(*xlim, 400)
-    th = theory_depth(xs, sb2, act)
+    th = theory_depth(xs, sb2, act, arch=arch)
     ax.plot(xs, np.where(th <= ymax * 1.05, th, np.nan), color=THEORY_C, lw=2, ls="--", zorder=3)
-    xc = critical(sb2, act)
+    xc = critical(sb2, act, arch)
     if xlim[0] <= xc <= xlim[1]:
         ax.axvline(xc, color=CRIT_C, ls=":", lw=1.5, zorder=3)
     pb = b.dropna(subset=["pred_lo"])
@@ -148,8 +148,8 @@ def curves_figure(a, key, path) -> bool:
     p = deepest_probes(_sel(a.probes, key))
     if not len(p) or "relative_entropy_median" not in p or p["relative_entropy_median"].isna().all():
         return False
-    sb2, act = key[GROUP.index("sigma_b2")], key[GROUP.index("activation")]
-    sig = pick_sigmas(p["sigma_w2"], critical(sb2, act))
+    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
+    sig = pick_sigmas(p["sigma_w2"], critical(sb2, act, arch))
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(sig)))
     fig, (l, r) = plt.subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
     rtol = float(p["rtol_used"].iloc[0])
@@ -188,7 +188,7 @@ def boundary_figure(a, key, path) -> bool:
     b = _sel(a.boundaries, key).sort_values("sigma_w2")
     if not len(b):
         return False
-    sb2, act = key[GROUP.index("sigma_b2")], key[GROUP.index("activation")]
+    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
     fig, ax = plt.subplots(figsize=(8, 6), constrained_layout=True)
     log = _logx(b["sigma_w2"])
     e = _edges(np.sort(b["sigma_w2"].unique()), log)
@@ -197,8 +197,8 @@ def boundary_figure(a, key, path) -> bool:
                                     _sel(a.trains, key)["depth"].to_numpy(float), [1]]))
     ymax = 1.5 * top
     xs = np.geomspace(*xlim, 400) if log else np.linspace(*xlim, 400)
-    ax.plot(xs, theory_depth(xs, sb2, act), color=THEORY_C, ls="--", lw=2, label="theory 6·ξ_c")
-    xc = critical(sb2, act)
+    ax.plot(xs, theory_depth(xs, sb2, act, arch=arch), color=THEORY_C, ls="--", lw=2, label="theory 6·ξ_c")
+    xc = critical(sb2, act, arch)
     if xlim[0] <= xc <= xlim[1]:
         ax.axvline(xc, color="grey", ls=":", label=f"critical σ_w² = {xc:.3g}")
     t = b.dropna(subset=["true_lo"])

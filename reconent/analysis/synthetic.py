@@ -36,7 +36,9 @@ def profile(depth: int, cutoff: int, drift: float = 0.003) -> np.ndarray:
 
 def probe_row(sigma_w2, depth, cutoff, seed=0, sigma_b2=0.05, dataset="mnist5k", arch="mlp", activation="tanh",
               width=784, channels=None, rtol=0.005, seconds=10.0, sweep="synthetic", status="ok") -> dict:
-    stem = 0 if arch == "mlp" else 3  # cnn/resnet profiles also cover the conv stem (models.STEM_LAYERS)
+    from reconent.science import archs
+
+    stem = archs.get(arch).stem  # cnn/resnet profiles also cover the conv stem
     r = profile(depth + stem, cutoff + stem)
     S = 0.5 * r  # S_L = 0.5 nats
     d = _common("probe", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,

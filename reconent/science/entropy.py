@@ -26,18 +26,14 @@ def relative_entropy(x: torch.Tensor, xhat: torch.Tensor, eps: float = EPS) -> t
     return (p * (p.log() - q.log())).sum(dim=1)
 
 
-def differential_entropy(xhat: torch.Tensor, eps: float = EPS) -> float:
+def differential_entropy_from_std(sigma: torch.Tensor, eps: float = EPS) -> float:
     """Gaussian differential entropy over a batch: H = mean_i[½ ln(2πe) + ln σ_i].
 
-    Each sample is normalised as in `as_distribution` (shifted to ≥ 0, then divided by its sum;
-    a plain divide-by-sum is ill-defined for tanh outputs that sum to about 0), and σ_i is pixel
-    i's standard deviation across the batch. ε keeps ln finite for pixels that never vary.
+    σ_i is pixel i's standard deviation across the batch of reconstructions, each sample first
+    normalised as in `as_distribution` (shifted to ≥ 0, divided by its sum; a plain divide-by-sum is
+    ill-defined for tanh outputs that sum to about 0). The probe streams the moments and passes σ.
+    ε keeps ln finite for pixels that never vary.
     """
-    return differential_entropy_from_std(as_distribution(xhat, eps).std(dim=0, unbiased=False), eps)
-
-
-def differential_entropy_from_std(sigma: torch.Tensor, eps: float = EPS) -> float:
-    """H from the per-pixel standard deviations σ_i (lets callers stream the moments)."""
     return float((0.5 * math.log(2 * math.pi * math.e) + torch.log(sigma + eps)).mean())
 
 
@@ -54,11 +50,3 @@ def cutoff_from_normalised(norm_median, rtol: float) -> int:
     r = np.asarray(norm_median, dtype=float)
     off = np.flatnonzero(~(np.abs(r - 1.0) <= rtol))  # NaN counts as "off the plateau"
     return int(off[-1]) + 1 if off.size else 0
-
-
-def cutoff(S: np.ndarray, rtol: float = 0.005) -> int:
-    """The paper's cutoff: normalise per sample, median over samples, then walk inwards.
-
-    The cutoff is the predicted maximum trainable depth; 0.005 is the MLP default, 0.01 for CNN/ResNet.
-    """
-    return cutoff_from_normalised(np.median(normalised(S), axis=1), rtol)

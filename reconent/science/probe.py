@@ -8,13 +8,14 @@ samples gives the relative-entropy profile S_ℓ and the cutoff.
 - stacked: when every block is a Dense layer of the same square width (the paper's wide MLP),
   all decoders live in one (L, w, w) tensor, their forward is one batched matmul, their
   gradients are written by hand and one fused Adam steps the whole stack. This is the hot loop
-  of every sweep (see PERF-NOTES.md and `reconent bench probe`).
+  of every sweep (measured figures in docs/performance.md; rerun with `reconent bench probe`).
 - generic: any blocks with any decoders, through autograd. Summing the per-layer losses and
   calling backward once gives each decoder exactly its own gradient, since no gradient flows
   between layers, and Adam is elementwise, so one optimiser over all decoders equals one each.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -94,6 +95,9 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: in
     train_x/eval_x: any shape (N, ...) whose per-sample size matches body.in_shape, pixels in [0, 1].
     The mini-batch order and any subsetting come from the body's seed, so the result is
     deterministic for a given seed on CPU. `stacked=None` picks the stacked path when it applies.
+
+    The caller's `body` is left as it was (device, requires_grad, train/eval mode): the probe
+    moves and freezes a copy of it.
     """
     t0 = time.perf_counter()
     device = models.device(device)
@@ -104,7 +108,7 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: in
     eval_x = _subset(eval_x, eval_samples, gen).reshape(-1, *body.in_shape)
     if len(train_x) == 0 or len(eval_x) < 2:
         raise ValueError(f"need >= 1 training and >= 2 evaluation samples, got {len(train_x)} and {len(eval_x)}")
-    body = body.to(device).eval().requires_grad_(False)
+    body = copy.deepcopy(body).to(device).eval().requires_grad_(False)  # the caller's body stays as it was
     can_stack = _stackable(body)
     if stacked and not can_stack:
         raise ValueError("stacked=True needs a body of Dense layers that all have the same square width")
@@ -173,7 +177,7 @@ def _stackable(body: Body) -> bool:
 
 
 def _fast_adam(device: torch.device) -> dict:
-    # fused Adam is ~8x faster than foreach on CPU for the stacked decoders (PERF-NOTES.md).
+    # fused Adam is ~8x faster than foreach on CPU for the stacked decoders (docs/performance.md).
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
@@ -215,7 +219,7 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
                     n_last += 1
                 torch.addcmul(r, r, y.mul_(y), value=-1.0, out=r)  # dz = r(1 − y²), in place
                 scale = 2.0 / (B * w)
-                for l in range(L):  # a per-layer mm beats one bmm with K = B (PERF-NOTES.md)
+                for l in range(L):  # a per-layer mm beats one bmm with K = B (docs/performance.md)
                     torch.addmm(D.grad[l], r[l].t(), h[l + 1], beta=0.0, alpha=scale, out=D.grad[l])
                 torch.sum(r, dim=1, out=c.grad).mul_(scale)
                 opt.step()

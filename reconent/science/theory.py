@@ -199,7 +199,8 @@ def critical_sigma_w2(sigma_b2, activation="tanh"):
         lo, hi = hi, 2 * hi
         if hi > 1e4:
             raise ValueError(f"no critical sigma_w2 below 1e4 for sigma_b2={sigma_b2}")
-    return brentq(f, lo, hi, xtol=1e-12)
+    # maxiter: at σ_b² = 0 the root sits where q* leaves 0 and χ₁ has a kink; bisection steps get there.
+    return brentq(f, lo, hi, xtol=1e-12, maxiter=500)
 
 
 def trainable_depth(sigma_w2, sigma_b2, activation="tanh", factor=6.0):

@@ -7,6 +7,7 @@ with other thresholds. A NaN/inf loss ends training with status 'diverged': that
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field, fields
 from typing import Callable
@@ -28,7 +29,8 @@ class TrainResult:
     status: str  # 'ok' or 'diverged'
     seconds: float
     device: str
-    model: nn.Module | None = field(default=None, repr=False)  # the trained body + head (not stored)
+    # The trained Classifier (a copy of the body, `.body`, plus `.head`); not stored.
+    model: nn.Module | None = field(default=None, repr=False)
 
     @property
     def final_accuracy(self) -> float:
@@ -57,6 +59,9 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
 
     With eval_x None the accuracy is measured on the (subsetted) training set: that is the
     memorisation criterion used for white noise with random labels.
+
+    The caller's `body` is left as it was (weights, requires_grad, device): training runs on a copy,
+    and the trained network comes back as `TrainResult.model` (its `.body` and `.head`).
     """
     t0 = time.perf_counter()
     device = models.device(device)
@@ -66,7 +71,7 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
         train_x, train_y = train_x[idx], train_y[idx]
     if eval_x is None:
         eval_x, eval_y = train_x, train_y
-    model = Classifier(body, n_classes).to(device).train()
+    model = Classifier(copy.deepcopy(body), n_classes).to(device).train()  # the caller's body stays untrained
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     accs, losses, status = [], [], "ok"

@@ -53,6 +53,14 @@ def register(arch: Arch) -> Arch:
     return arch
 
 
+def unregister(name: str) -> Arch:
+    """Remove the architecture `name` from the registry and return it (undoes `register`)."""
+    _load()  # a later first _load() must not bring a built-in back after it was removed
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown arch {name!r}; allowed: {', '.join(_REGISTRY)}")
+    return _REGISTRY.pop(name)
+
+
 def _load() -> None:
     global _loaded
     if not _loaded:
