@@ -163,3 +163,48 @@ class LoopbackCluster:
             if p.poll() is not None:
                 raise RuntimeError(f"ray start exited with {p.returncode}:\n{self.procs.log('head.log')[-3000:]}")
         wait_for(lambda: self.alive_nodes() >= n, timeout, f"{n} Ray nodes at {self.address}", every=1)
+
+
+# ----------------------------------------------------------------------------- a real S3 API
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto S3 server (`moto_server`, the test extra) on 127.0.0.1 for the whole session, ended by PID."""
+    exe = BIN / "moto_server"
+    if not exe.exists():
+        pytest.skip("moto_server not installed: pip install -e .[test]")
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 60, f"moto_server on {url}")
+        yield url
+    finally:
+        kill_group(proc)
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch):
+    """`s3://<fresh bucket>` on the moto server, with the environment pyarrow (and Ray workers, which
+    inherit it) use to reach it."""
+    import uuid
+
+    import pyarrow.fs as pafs
+
+    for k, v in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(k, v)
+    bucket = f"rn-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(endpoint_override=moto_endpoint, allow_bucket_creation=True).create_dir(bucket)
+    return f"s3://{bucket}"

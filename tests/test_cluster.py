@@ -193,7 +193,7 @@ def test_gcp_workers_are_spot_t4_and_head_on_demand():
 @pytest.mark.parametrize("cloud", sorted(LAUNCHER_CONFIGS))
 def test_launcher_installs_this_project(cloud):
     config = _load(LAUNCHER_CONFIGS[cloud])
-    assert config["file_mounts"] == {"~/reconent": "."}
+    assert config["file_mounts"]["~/reconent"] == "."
     installs = [c for c in config["setup_commands"] if "pip install" in c]
     assert any("-c" in c and "constraints.txt" in c and "-e ~/reconent" in c for c in installs)
     assert config["docker"]["image"] == f"rayproject/ray:{_ray_pin()}-py311-gpu"
@@ -261,6 +261,31 @@ def test_raycluster_structure():
 
     images = {c["image"] for g in [head, *spec["workerGroupSpecs"]] for c in _containers(g)}
     assert images == {f"rayproject/ray:{_ray_pin()}-py311-gpu"}
+
+
+@pytest.mark.parametrize("cloud", sorted(LAUNCHER_CONFIGS))
+def test_launcher_dashboard_on_loopback_with_token_auth(cloud):
+    """The dashboard serves the Jobs API, which runs any code it is sent: loopback only (reached
+    through `ray dashboard` / SSH), and every Ray process requires the token."""
+    config = _load(LAUNCHER_CONFIGS[cloud])
+    text = LAUNCHER_CONFIGS[cloud].read_text()
+    assert "0.0.0.0" not in text
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "RAY_AUTH_MODE=token" in head
+    assert "RAY_AUTH_MODE=token" in " ".join(config["worker_start_ray_commands"])
+    assert any("RAY_AUTH_MODE=token" in c for c in config["setup_commands"])  # drivers and `ray job` too
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+
+
+def test_raycluster_dashboard_on_loopback_with_token_auth():
+    rc = _load(RAYCLUSTER)
+    assert rc["spec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    groups = [rc["spec"]["headGroupSpec"], *rc["spec"]["workerGroupSpecs"]]
+    for c in (c for g in groups for c in _containers(g)):
+        env = {e["name"]: e for e in c["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "auth_token"
+    assert "0.0.0.0" not in RAYCLUSTER.read_text()
 
 
 def test_rayjob_structure():

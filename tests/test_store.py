@@ -54,7 +54,7 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     names = _files(tmp_path / "sw" / "probe")
     assert names == sorted(f"part-{r['point_id']}.parquet" for r in rs)  # nothing else: no _tmp- left over
     md = pq.read_metadata(tmp_path / "sw" / "probe" / names[0]).metadata
-    assert md[b"reconent_schema_version"] == b"1" and md[b"reconent_kind"] == b"probe"
+    assert md[b"reconent_schema_version"] == str(store_mod.SCHEMA_VERSION).encode() and md[b"reconent_kind"] == b"probe"
     df = pd.read_parquet(tmp_path / "sw" / "probe")  # plain pandas reads the folder
     assert list(df.columns) == SCHEMAS["probe"].names and len(df) == len(rs)
     by_id = df.set_index("point_id")
@@ -164,7 +164,7 @@ def test_tmp_files_are_ignored_and_stale_ones_cleaned(tmp_path):
 def test_rows_outside_the_schema_are_refused(tmp_path):
     st = Store(str(tmp_path), "sw")
     r = rows(tmp_path)[0]
-    with pytest.raises(ValueError, match="outside schema v1: colour"):
+    with pytest.raises(ValueError, match=f"outside schema v{store_mod.SCHEMA_VERSION}: colour"):
         st.write_part("probe", {**r, "colour": "red"})
     with pytest.raises(ValueError, match="point_id of 16 hex"):
         st.write_part("probe", {**r, "point_id": "../../etc"})

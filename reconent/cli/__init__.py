@@ -12,7 +12,7 @@ import json
 import sys
 
 # The command modules, in the order `reconent --help` lists them; each has `register(sub)`.
-COMMANDS = ("probe", "bench", "report", "sweep", "explain")
+COMMANDS = ("probe", "bench", "report", "sweep", "compact", "explain")
 
 
 class UsageError(Exception):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `rtol` left the point id (store.py migrates v1 parts on the next run)
 KINDS = ("probe", "train")
 META_KEY = b"reconent_schema_version"
 
@@ -35,6 +35,10 @@ class Column:
     doc: str
     nullable: bool = False  # documented as "null" (the schema itself is nullable throughout, for error rows)
     axis: int | None = None  # grid axis: its place in enumeration order (the highest varies fastest)
+    identity: bool = True  # a setting hashed into the point id; False: an analysis rule, stored but re-derivable
+    # A setting added after points were stored: at this value it is left out of the point id, so the ids
+    # of points that ran before it existed (with this behaviour) stay the same.
+    neutral: object = None
 
 
 # ----------------------------------------------------------------------------- identity
@@ -68,9 +72,16 @@ SETTINGS = {
         Column("epochs", _int, "decoder epochs"),
         _batch,
         Column("lr", _f64, "decoder learning rate (Adam)"),
-        Column("rtol", _f64, "the cutoff rule used for `cutoff`"),
+        Column("rtol", _f64, "the cutoff rule used for `cutoff` (not part of the point id: an analysis rule)",
+               identity=False),
         _samples,
         Column("eval_samples", _int, "held-out samples the entropy is measured on"),
+        Column("eval_depths", _str, "`all` (every cascade, O(L²)) or `search` (a grid of depths, then every layer "
+               "around the cutoff; the other layers are null in the profiles); docs/performance.md",
+               neutral="all"),
+        Column("entropy_dtype", _str, "`float64` or `float32`: precision of the entropies", neutral="float64"),
+        Column("tf32", _bool, "TF32 matmuls allowed on CUDA (fp32 with a 10-bit mantissa); no effect on CPU",
+               neutral=False),
     ],
     "train": [
         Column("epochs", _int, "the maximum number of epochs (training stops once accuracy > threshold)"),
@@ -89,6 +100,9 @@ RUN = [
     Column("error", _str, "the exception, one line, for `error`; what went non-finite for `diverged`", True),
     Column("seconds", _f64, "wall time of the point inside its trial"),
     Column("device", _str, "`cpu` or `cuda` (after resolving `device: auto`)"),
+    Column("gpu_name", _str, "the CUDA device's name (`torch.cuda.get_device_name`); null on CPU", True),
+    Column("cuda_version", _str, "CUDA version torch was built with; null on CPU", True),
+    Column("cudnn_version", _str, "cuDNN version torch uses; null on CPU", True),
     Column("node", _str, "host name of the worker"),
     Column("node_id", _str, "Ray node id", True),
     Column("started_at", _ts, "UTC"),
@@ -170,11 +184,28 @@ def point(kind: str, sweep: str, coords: dict, settings: dict) -> dict:
     return {k: p[k] for k in keys}
 
 
+# Settings stored with a row but not hashed into its id: changing them changes no measurement.
+NOT_IDENTITY = {k: {c.name for c in SETTINGS[k] if not c.identity} for k in KINDS}
+# Settings left out of the id at their neutral value (Column.neutral).
+NEUTRAL = {k: {c.name: c.neutral for c in SETTINGS[k] if c.neutral is not None} for k in KINDS}
+
+
 def point_id(point: dict) -> str:
-    """First 16 hex of sha256 of the canonical JSON (sorted keys) of the point without `sweep`.
+    """First 16 hex of sha256 of the canonical JSON (sorted keys) of the point without `sweep` and
+    without its analysis-only settings (`NOT_IDENTITY`, e.g. the probe's `rtol`) and without settings at
+    their neutral value (`NEUTRAL`, e.g. the probe's `eval_depths: all`).
 
     The one function that names a point: stored parts are found by it, so it must never change
-    for the same point (a change needs a schema migration)."""
+    for the same point (a change needs a schema migration, see store.migrate_v1)."""
+    skip = {"sweep", *NOT_IDENTITY.get(point.get("kind"), ())}
+    neutral = NEUTRAL.get(point.get("kind"), {})
+    # a neutral setting that is None (a row or point from before it existed) is neutral too
+    return hash_json({k: v for k, v in point.items()
+                      if k not in skip and not (k in neutral and (v is None or v == neutral[k]))})
+
+
+def point_id_v1(point: dict) -> str:
+    """The schema-1 point id (every setting hashed, `rtol` too): names the parts of sweeps stored before v2."""
     return hash_json({k: v for k, v in point.items() if k != "sweep"})
 
 

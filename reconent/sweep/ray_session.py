@@ -1,10 +1,12 @@
 """A Ray session for the sweep driver, and one Tune experiment over a list of points.
 
 `RaySession` joins a cluster or starts a private local Ray and cleans it up; `fit` runs points
-as a Tune grid with the progress callback; `slots` says how many trials fit on a local Ray.
+(a list, or a search strategy) as one Tune experiment with the progress callback; `slots` says how
+many trials fit on a local Ray.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -46,8 +48,9 @@ class RaySession:
         else:
             # Unix socket paths must stay under ~107 chars: never under a long $TMPDIR.
             self.tmp = tempfile.mkdtemp(prefix="rn", dir=os.environ.get("RECONENT_RAY_TMPDIR", "/tmp"))
-            ray.init(include_dashboard=False, _temp_dir=self.tmp, num_cpus=self.num_cpus or os.cpu_count(),
-                     logging_level=logging.WARNING, configure_logging=True)
+            with _loopback():
+                ray.init(include_dashboard=False, _temp_dir=self.tmp, num_cpus=self.num_cpus or os.cpu_count(),
+                         logging_level=logging.WARNING, configure_logging=True, _node_ip_address="127.0.0.1")
         self.started = True
         return self
 
@@ -60,23 +63,53 @@ class RaySession:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def fit(trainable, points: list[dict], ctx: dict, resources: dict, max_failures: int, progress: bool,
-        max_concurrent: int | None = None):
-    """Run `points` as one Tune experiment (a grid over the points); returns (ResultGrid, callback).
+@contextlib.contextmanager
+def _loopback():
+    """A private Ray that listens on 127.0.0.1 only: it serves nobody else, and anyone who can reach a
+    Ray node can run code on it. On Linux, Ray turns a node IP of 127.0.0.1 into the machine's
+    reachable address (and binds its servers to it or to 0.0.0.0); its switch for single-machine
+    platforms keeps loopback. Its processes read the switch from the environment they start with;
+    this process reads Ray's constant, so both are set for the start and restored afterwards."""
+    from ray._private import ray_constants
 
+    key, saved = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, os.environ.get(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR)
+    saved_const = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[key], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
+
+
+def fit(trainable, points, ctx: dict, resources: dict, max_failures: int, progress: bool,
+        max_concurrent: int | None = None, total: int | None = None):
+    """Run one Tune experiment, one trial per point; returns (ResultGrid, callback).
+
+    `points` is a list of points or a search Strategy (reconent.sweep.search). Tune gets them one trial at
+    a time from a Searcher: its per-trial copy is `{"ctx": ctx}` plus one point, never the whole list
+    (`tune.grid_search(points)` deep-copies the list per variant: O(N²)). The searcher caps the trials in
+    flight at `max_concurrent`, so a strategy can propose a batch the size of the free slots. `total`:
+    the progress bar's length (default: the number of points; a search gives its budget).
     Tune's results directory is scratch (a temp dir, removed afterwards): the trials write their parts."""
     from ray import tune
 
     from .progress import progress_callback
+    from .search.feed import StrategySearcher
+    from .search.grid import GridStrategy
 
-    cb = progress_callback(len(points), progress)
+    strategy = GridStrategy(points) if isinstance(points, list) else points
+    cb = progress_callback(total if total is not None else len(points), progress)
     scratch = tempfile.mkdtemp(prefix="reconent-tune-")
     try:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {k: v for k, v in resources.items() if v}),
-            param_space={"point": tune.grid_search(points), "ctx": ctx},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=max_concurrent,
-                                        trial_dirname_creator=lambda t: t.trial_id),
+            param_space={"ctx": ctx},
+            tune_config=tune.TuneConfig(search_alg=StrategySearcher(strategy, max_concurrent), num_samples=-1,
+                                        reuse_actors=True, trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(name="sweep", storage_path=scratch, verbose=0, callbacks=[cb],
                                       failure_config=tune.FailureConfig(max_failures=max_failures)))
         return tuner.fit(), cb

@@ -8,8 +8,10 @@ its point finishes. Tune's own results directory is scratch (a temp dir, removed
 Failures are split on purpose:
 - the science failing (bad setting, NaN) is a row with status 'error'/'diverged' and a trial
   that succeeds, so it is never retried (reconent.sweep.trial.run_point);
-- the infrastructure failing (a dead worker or node, unwritable storage) fails the trial, and
-  Tune retries it up to `spec.max_failures` times (FailureConfig).
+- the environment failing (a dead worker or node, unwritable storage, out of memory, a dataset
+  missing on a worker) fails the trial, and Tune retries it up to `spec.max_failures` times
+  (FailureConfig); no part is left, so the next run computes it (`trial.environmental`).
+`guard.guarded` wraps `run`: the dataset check, the sweep's lease, and `compact=True`.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ import time
 from pathlib import Path
 
 from .columns import point_id
+from .guard import guarded
 from .ray_session import RaySession, fit, slots
+from .search.boundary import BoundaryStrategy
 from .trainables import point_trainable
 from .trial import versions
 
@@ -46,7 +50,9 @@ def absolute_uri(uri):
     return str(Path(str(uri).removeprefix("file://")).expanduser().resolve())
 
 
-def run(spec, address: str | None = None, storage: str | None = None, progress: bool = True) -> dict:
+@guarded  # pre-flight checks, one driver per sweep (the lease), opt-in compaction (compact=True)
+def run(spec, address: str | None = None, storage: str | None = None, progress: bool = True,
+        retry_errors: bool = False) -> dict:
     """Run every point of `spec` (a path or a Spec) that has no valid part yet; returns a summary.
 
     Trials write their parts themselves: on a multi-machine cluster the storage must be shared
@@ -54,7 +60,8 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
     Validation comes first, so a bad spec writes nothing. Summary keys: sweep, storage, points,
     skipped (had a valid part), ran (trials started), done (= ok), failed (= diverged + error +
     lost, where lost means no part even after `max_failures` retries), retries (infrastructure
-    failures Tune recovered from), seconds.
+    failures Tune recovered from), seconds. A boundary search (train.points.boundary) runs after the
+    grid's points, and adds its trainings to these counts and its per-column result under `search`.
     """
     from .store import Store
 
@@ -63,30 +70,65 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
     storage_uri = absolute_uri(spec.storage)
     store = Store(storage_uri, spec.name)
     points = spec.points()
-    done = {kind: set(store.done_ids(kind)) for kind in {p["kind"] for p in points}}
+    redo = ("error",) if retry_errors else ()  # --retry-errors: stored 'error' rows are computed again
+    done = {kind: store.done_ids(kind, exclude=redo) for kind in {p["kind"] for p in points}}
     missing = [p for p in points if point_id(p) not in done[p["kind"]]]
     store.save_spec(spec.resolved())
     summary = {"sweep": spec.name, "storage": storage_uri, "points": len(points),
                "skipped": len(points) - len(missing), "ran": len(missing), "done": 0, "failed": 0, "ok": 0,
                "diverged": 0, "error": 0, "lost": 0, "retries": 0, "seconds": 0.0}
-    if missing:
+    search = spec.boundary is not None
+    if missing or search:
         cpu, gpu = float(spec.resources.cpu), float(spec.resources.gpu or 0)
         ctx = {"storage": storage_uri, "sweep": spec.name, "spec_hash": spec.spec_hash, "device": spec.device,
                "data_root": absolute_uri(spec.data_root), "download": bool(spec.download),
                "threads": max(1, round(cpu)),
                "code_version": versions()["code_version"]}  # the driver's checkout: workers may have no .git
-        with RaySession(address):
-            n = slots(cpu, gpu, local=address is None)
-            grid, cb = fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures, progress,
-                           max_concurrent=n)
-        for r in grid:
-            if r.error is not None:
-                print(f"reconent: trial failed after retries: {str(r.error).splitlines()[0]}", file=sys.stderr)
-        after = {kind: set(store.done_ids(kind)) for kind in done}
-        summary["lost"] = sum(point_id(p) not in after[p["kind"]] for p in missing)
-        for s in cb.statuses.values():
-            summary[s if s in ("ok", "diverged", "error") else "error"] += 1
-        summary["done"], summary["retries"] = summary["ok"], cb.retries
-        summary["failed"] = summary["diverged"] + summary["error"] + summary["lost"]
+        # The boundary search reads the probes' predictions, so it starts once the grid's points are stored;
+        # it is rebuilt from the store, and a finished one (everything stored) starts no Ray at all.
+        strategy = None if missing or not search else BoundaryStrategy(spec, store)
+        if missing or (strategy is not None and not strategy.finished()):
+            with RaySession(address):
+                n = slots(cpu, gpu, local=address is None)
+                if missing:
+                    grid, cb = fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures,
+                                   progress, max_concurrent=n)
+                    _account(summary, grid, cb, store, missing)
+                if search:
+                    strategy = BoundaryStrategy(spec, store)  # again: the probes just stored are its prior
+                    if not strategy.finished():
+                        # a cluster may grow: propose one batch per CPU the cluster has now
+                        batch = n or max(1, int(_cluster_cpus() // max(cpu, 1e-9)))
+                        grid, cb = fit(point_trainable, strategy, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures,
+                                       progress, max_concurrent=batch,
+                                       total=max(0, spec.boundary.budget - strategy.search.used()))
+                        summary["ran"] += len(strategy.proposed)
+                        _account(summary, grid, cb, store, strategy.proposed)
+        if search:
+            summary["points"] += strategy.search.used()
+            summary["skipped"] += strategy.stored
+            summary["search"] = {"strategy": "boundary", "budget": spec.boundary.budget,
+                                 "trainings": strategy.search.used(), "stored_at_start": strategy.stored,
+                                 "columns": strategy.summary()}
     summary["seconds"] = time.perf_counter() - t0
     return summary
+
+
+def _account(summary: dict, grid, cb, store, points: list[dict]) -> None:
+    """Add one Tune experiment's outcome to the summary (the store says what was lost)."""
+    for r in grid:
+        if r.error is not None:
+            print(f"reconent: trial failed after retries: {str(r.error).splitlines()[0]}", file=sys.stderr)
+    kinds = {p["kind"] for p in points}
+    after = {kind: set(store.done_ids(kind)) for kind in kinds}
+    summary["lost"] += sum(point_id(p) not in after[p["kind"]] for p in points)
+    for s in cb.statuses.values():
+        summary[s if s in ("ok", "diverged", "error") else "error"] += 1
+    summary["done"], summary["retries"] = summary["ok"], summary["retries"] + cb.retries
+    summary["failed"] = summary["diverged"] + summary["error"] + summary["lost"]
+
+
+def _cluster_cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 1.0)

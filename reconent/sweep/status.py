@@ -23,6 +23,10 @@ def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
 def status(name_or_uri: str, storage: str | None = None) -> dict:
     """Points done (ok), failed (error or diverged) and left (no valid part) of the sweep's latest spec.
 
+    Failures by kind: `diverged` and `error` are the science's answers (stored rows; `sweep run
+    --retry-errors` recomputes the errors); `environment` counts the points left whose last trial
+    failed for an environmental reason (out of memory, I/O, missing data, network: no row, the next
+    run computes them), and `environment_errors` those by exception type.
     Read-only: a corrupt part counts as left here (the next run quarantines and recomputes it)."""
     from .spec import load_spec
     from .store import Store
@@ -35,13 +39,19 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
     spec = load_spec(saved, storage_override=root, check_storage=False)
     points = spec.points()
     out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
-           "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0}
+           "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0, "environment": 0, "environment_errors": {}}
     for kind in sorted({p["kind"] for p in points}):
         df = store.read(kind)
         got = dict(zip(df["point_id"], df["status"]))
+        env = store.failures(kind)
         for p in points:
             if p["kind"] == kind:
-                st = got.get(point_id(p))
+                pid = point_id(p)
+                st = got.get(pid)
                 out["left" if st is None else st if st in ("ok", "diverged") else "error"] += 1
+                if st is None and pid in env:
+                    out["environment"] += 1
+                    typ = env[pid].split(":", 1)[0]
+                    out["environment_errors"][typ] = out["environment_errors"].get(typ, 0) + 1
     out["done"], out["failed"] = out["ok"], out["diverged"] + out["error"]
     return out

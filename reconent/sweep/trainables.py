@@ -5,6 +5,7 @@ test or a script fails there).
 """
 from __future__ import annotations
 
+from .columns import point_id
 from .trial import run_point
 
 
@@ -22,13 +23,26 @@ def point_trainable(config: dict) -> None:
     def on_epoch(epoch, acc, loss):  # progress of a training point; train() stops early by itself
         tune.report({"epoch": epoch, "accuracy": acc, "loss": loss, "final": False})
 
-    row = run_point(point, ctx["device"], data_root=ctx["data_root"], download=ctx["download"],
-                    on_epoch=on_epoch if point["kind"] == "train" else None, spec_hash=ctx["spec_hash"],
-                    code_version=ctx.get("code_version"),
-                    node_id=ray.get_runtime_context().get_node_id())
-    Store(ctx["storage"], ctx["sweep"]).write_part(point["kind"], row)
+    store = Store(ctx["storage"], ctx["sweep"])
+    try:
+        row = run_point(point, ctx["device"], data_root=ctx["data_root"], download=ctx["download"],
+                        on_epoch=on_epoch if point["kind"] == "train" else None, spec_hash=ctx["spec_hash"],
+                        code_version=ctx.get("code_version"),
+                        node_id=ray.get_runtime_context().get_node_id())
+        store.write_part(point["kind"], row)
+    except Exception as e:
+        # Environmental (run_point raises only those) or the storage itself: fail the trial so that
+        # Tune's FailureConfig retries it; no part is left, so the next run computes it again.
+        store.record_failure(point["kind"], point_id(point), f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        # Reused actors share the GPU with fractional trials: one trial's cached blocks must not be
+        # the next one's out-of-memory.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     tune.report({"final": True, "point_id": row["point_id"], "status": row["status"], "error": row["error"],
-                 "compute_seconds": row["seconds"], "node_id": row["node_id"]})
+                 "compute_seconds": row["seconds"], "node_id": row["node_id"],
+                 "reached": row.get("reached")})  # the verdict a search strategy learns from
 
 
 def noop_trainable(config: dict) -> None:

@@ -1,10 +1,12 @@
 """One sweep point, computed without Ray: `run_point(point, device) -> row` (docs/CONTRACT.md).
 
 Kept free of Ray so it can be tested and debugged as a plain function; reconent.sweep wraps it
-in a thin Tune trainable. Whatever goes wrong inside the science (a bad setting, a NaN) is a
-*result*: the row gets status 'error' (with the message) or 'diverged' and the trial succeeds,
-so Tune never retries it. Only failures outside this function (a dead worker, unwritable
-storage) reach Tune's FailureConfig.
+in a thin Tune trainable. Failures split by kind (`environmental`):
+- the science failing (a setting the model rejects, a NaN) is a *result*: the row gets status
+  'error' (with the message) or 'diverged' and the trial succeeds, so Tune never retries it;
+- the environment failing (out of memory, I/O, a missing dataset, the network, the CUDA runtime)
+  is raised, so the trial fails, Tune's FailureConfig retries it, and no part is written: a point
+  whose retries run out is computed again by the next `sweep run`.
 """
 from __future__ import annotations
 
@@ -68,6 +70,17 @@ def _code_version(fallback: str) -> str:
     return fallback
 
 
+def gpu_info(device: str) -> dict:
+    """The GPU model and the CUDA/cuDNN versions behind a CUDA row (all null on CPU)."""
+    import torch
+
+    if not str(device).startswith("cuda"):
+        return {"gpu_name": None, "cuda_version": None, "cudnn_version": None}
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"gpu_name": torch.cuda.get_device_name(torch.device(device)), "cuda_version": torch.version.cuda,
+            "cudnn_version": None if cudnn is None else str(cudnn)}
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -85,9 +98,30 @@ def empty_row(point: dict, **extra) -> dict:
     return row
 
 
+# CUDA runtime failures arrive as plain RuntimeErrors; their messages say where they come from.
+_ENV_RUNTIME = ("cuda", "cudnn", "cublas", "nccl", "out of memory", "device-side assert", "hip error")
+
+
+def environmental(e: BaseException) -> bool:
+    """True for a failure of the machine rather than of the science: retried, never stored as a result.
+
+    MemoryError, OSError (I/O, missing files such as DatasetNotFound, ConnectionError, timeouts),
+    torch.cuda.OutOfMemoryError and CUDA runtime errors. Everything else (ValueError from an impossible
+    setting, a NaN) is the science's own answer."""
+    if isinstance(e, (MemoryError, OSError)):
+        return True
+    if isinstance(e, RuntimeError):
+        import torch
+
+        oom = getattr(torch.cuda, "OutOfMemoryError", ())
+        return isinstance(e, oom) or any(w in str(e).lower() for w in _ENV_RUNTIME)
+    return False
+
+
 def run_point(point: dict, device: str = "cpu", *, data_root: str | None = None, download: bool = False,
               on_epoch: Callable[[int, float, float], None] | None = None, **extra) -> dict:
-    """Compute one resolved point and return its full row. Never raises for the science's sake.
+    """Compute one resolved point and return its full row. Never raises for the science's sake;
+    raises environmental failures (`environmental`) unchanged, so that they are retried.
 
     `on_epoch(epoch, accuracy, loss)` is passed to training (progress reports); `extra` columns
     (spec_hash, node_id) are set on the row as given.
@@ -98,9 +132,12 @@ def run_point(point: dict, device: str = "cpu", *, data_root: str | None = None,
     row["started_at"], t0 = _now(), time.perf_counter()
     try:
         row["device"] = device = resolve_device(device)
+        row.update(gpu_info(device))
         row.update(_probe(point, device, data_root, download) if point["kind"] == "probe"
                    else _train(point, device, data_root, download, on_epoch))
     except Exception as e:  # noqa: BLE001 -- any failure of the science is a result, not a retry
+        if environmental(e):
+            raise
         row["status"] = "error"
         row["error"] = f"{type(e).__name__}: {e}"[:2000]
         traceback.print_exc(limit=8, file=sys.stderr)  # the worker's log keeps the whole story
@@ -128,9 +165,11 @@ def _probe(point: dict, device: str, data_root, download) -> dict:
         rtol = archs.get(point["arch"]).rtol
     r = probe(_body(point, d.shape), d.train_x, d.test_x, epochs=int(point["epochs"]),
               batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=float(rtol),
-              train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device)
+              train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device,
+              **{k: point[k] for k in columns.NEUTRAL["probe"] if point.get(k) is not None})
     s = r.summary()
     out = {k: s[k] for k in RESULTS["probe"]}
+    out.update({k: s[k] for k in columns.NEUTRAL["probe"]})  # the evaluation settings in effect (None: the neutral)
     out["status"] = s["status"]
     if s["status"] == "diverged":
         out["error"] = "non-finite entropy or decoder loss"
