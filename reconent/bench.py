@@ -5,30 +5,44 @@ import os
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 from reconent.science import archs
 from reconent.science.probe import probe
 
 
-def matmul_peak(device: torch.device, sizes=(784, 1024, 2048), seconds: float = 0.5) -> float:
-    """The machine's plain fp32 matmul throughput in GFLOP/s: the best over a few square sizes."""
+def matmul_peak(device: torch.device, sizes=None, seconds: float = 0.5) -> float:
+    """The machine's plain fp32 matmul throughput in GFLOP/s: the best over a few square sizes.
+
+    On CUDA, TF32 is off while it runs (the fp32 peak the probe is held to) and the host syncs once
+    per batch of `burst` products, not after each, so launch latency does not lower the peak.
+    """
+    from reconent.science.probe import _tf32
+
+    cuda = device.type == "cuda"
+    sizes = sizes or ((1024, 2048, 4096, 8192) if cuda else (784, 1024, 2048))
+    burst = 20 if cuda else 1
     best = 0.0
-    for n in sizes:
-        a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
-        out = torch.empty(n, n, device=device)
-        for _ in range(3):  # warm up threads and caches
-            torch.mm(a, b, out=out)
-        reps, t = 0, time.perf_counter()
-        while True:
-            torch.mm(a, b, out=out)
-            reps += 1
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.perf_counter() - t
-            if dt > seconds:
-                break
-        best = max(best, 2 * n**3 * reps / dt / 1e9)
+    with _tf32(device, False):
+        for n in sizes:
+            a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+            out = torch.empty(n, n, device=device)
+            for _ in range(3):  # warm up threads and caches
+                torch.mm(a, b, out=out)
+            if cuda:
+                torch.cuda.synchronize(device)
+            reps, t = 0, time.perf_counter()
+            while True:
+                for _ in range(burst):
+                    torch.mm(a, b, out=out)
+                reps += burst
+                if cuda:
+                    torch.cuda.synchronize(device)
+                dt = time.perf_counter() - t
+                if dt > seconds:
+                    break
+            best = max(best, 2 * n**3 * reps / dt / 1e9)
     return best
 
 
@@ -48,12 +62,17 @@ def probe_flops_per_step(body, batch_size: int) -> float:
 
 def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
                 device: str = "cpu", stacked: bool | None = None, channels: int | None = None,
-                image: tuple[int, int, int] = (1, 28, 28)) -> dict:
-    """Time the probe's training loop on a paper-sized body, then the matmul peak in the same process.
+                image: tuple[int, int, int] = (1, 28, 28), eval_samples: int = 500,
+                eval_depths: tuple[str, ...] = ("search", "all")) -> dict:
+    """Time the probe's training loop on a paper-sized body, its evaluation, then the matmul peak in
+    the same process.
 
     mlp: `width` inputs and hidden units (stacked path). cnn/resnet: `channels` (default 128/32)
     on MNIST-shaped random images `image`, at the Xiao et al. point σ_w² = 1.05, σ_b² = 2e-5
     (generic path); `depth` counts the blocks after the 3-layer stem.
+    Evaluation runs on `eval_samples` random inputs once per mode in `eval_depths` ("search", the
+    default of the probe, and "all", every cascade), each timed apart from the training; on CUDA the
+    peak is the fp32 peak (TF32 off) and `cuda_peak_memory_gib` the most the probe held.
     """
     dev = torch.device(device)
     a = archs.get(arch)
@@ -64,10 +83,17 @@ def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, ste
                        **{a.size: size})
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(steps * batch_size, *in_shape, generator=gen)
-    ev = torch.rand(64, *in_shape, generator=gen)
-    probe(body, x[: 4 * batch_size], ev, batch_size=batch_size, device=dev, stacked=stacked)  # warm-up
-    r = probe(body, x, ev, batch_size=batch_size, device=dev, stacked=stacked)
+    ev = torch.rand(eval_samples, *in_shape, generator=gen)
+    probe(body, x[: 4 * batch_size], ev[:8], batch_size=batch_size, device=dev, stacked=stacked)  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    runs = {mode: probe(body, x, ev, batch_size=batch_size, device=dev, stacked=stacked, eval_depths=mode)
+            for mode in eval_depths or ("search",)}
+    evals = {m: {"eval_seconds": q.seconds - q.train_seconds, "evaluated_layers": int(q.evaluated.sum()),
+                 "cutoff": q.cutoff()} for m, q in runs.items()}
+    r = next(iter(runs.values()))  # the training is the same in each run: the first one's is reported
     gflops = probe_flops_per_step(body, batch_size) * r.steps / r.train_seconds / 1e9
+    peak_memory = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     peak = matmul_peak(dev)
     # FLOPs are nominal (direct convolution). oneDNN's 3×3 conv kernels beat torch.mm's plain sgemm on
     # some CPUs (measured here: ~270-340 against ~200 GFLOP/s), so a conv probe's ratio can exceed 1.
@@ -76,8 +102,11 @@ def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, ste
         "arch": arch, "width": width if a.size == "width" else None,
         "channels": body[0].out_shape[0] if a.size == "channels" else None, "layers": len(body), "depth": depth,
         "batch_size": batch_size, "steps": r.steps, "path": r.path,
-        "ms_per_step": 1e3 * r.train_seconds / r.steps, "eval_seconds": r.seconds - r.train_seconds,
+        "ms_per_step": 1e3 * r.train_seconds / r.steps, "train_seconds": r.train_seconds,
+        "eval_samples": eval_samples, "eval": evals,
+        "eval_seconds": evals[next(iter(evals))]["eval_seconds"],
         "gflops": gflops, "peak_gflops": peak, "efficiency": gflops / peak, "torch": torch.__version__,
+        "cuda_peak_memory_gib": peak_memory, "tf32": False, "load_average": os.getloadavg()[0],
     }
 
 
@@ -135,3 +164,37 @@ def bench_sweep(n: int = 50, num_cpus: int | None = None, progress: bool = False
                 out[name]["steady_overhead_per_point"] = (cb.times[-1][0] - cb.times[0][0]) / max(1, n - 1)
         out["probe"]["parts"] = len(Store(storage, "bench").done_ids("probe"))
     return out
+
+
+def bench_search(seeds=(0, 1, 2, 3, 4), budget: int = 100, resolution: float = 2.0, batch: int = 4,
+                 columns: int = 20, sigma_w2=(0.1, 6.0), max_depth: int = 200, prior: bool = True) -> dict:
+    """The boundary strategy against a synthetic trainability oracle, in-process, no Ray, no training.
+
+    The oracle (reconent.sweep.search.oracle) has the paper's boundary, min(200, 6·ξ_c), on `columns` σ_w²
+    columns over depths 1..max_depth, label noise near it, and a noisy probe prediction as the prior. The
+    search proposes `batch` points at a time (the free slots of a sweep); `prior=False` ignores the probe
+    prediction (a sweep without probes). Per oracle seed: trainings,
+    median and max |posterior median - L*| over the columns, and the seconds of the search itself.
+    `grid_trainings` is the 20×20 stride grid of sweeps/mlp_mnist.yaml (10-layer spacing)."""
+    from reconent.sweep.search.boundary import BoundarySearch, Prior
+    from reconent.sweep.search.oracle import Oracle
+
+    w = np.linspace(*sigma_w2, columns)
+    runs = []
+    for seed in seeds:
+        oracle = Oracle(w, cap=max_depth, seed=seed)
+        priors = [Prior(oracle.prediction(c), censored=oracle.prediction(c) >= max_depth) for c in range(columns)] \
+            if prior else None
+        t = time.perf_counter()
+        search = BoundarySearch(columns, 1, max_depth, budget, resolution, priors)
+        while batch_ := search.ask(batch):
+            for number, c, d, s in batch_:
+                search.tell(number, oracle.label(c, d, s))
+        seconds = time.perf_counter() - t
+        err = np.abs(np.array([e["median"] for e in search.estimates()]) - oracle.L)
+        runs.append({"seed": seed, "trainings": search.used(), "median_boundary_error": float(np.median(err)),
+                     "max_boundary_error": float(err.max()), "seconds": seconds})
+    worst = {k: max(r[k] for r in runs) for k in ("trainings", "median_boundary_error", "max_boundary_error",
+                                                  "seconds")}
+    return {"bench": "search", "columns": columns, "depths": [1, max_depth], "budget": budget,
+            "resolution": resolution, "batch": batch, "prior": prior, "grid_trainings": 400, **worst, "runs": runs}

@@ -12,7 +12,8 @@ import pandas as pd
 
 from reconent.science.entropy import cutoff_from_normalised
 from reconent.sweep import columns
-from reconent.sweep.columns import SCHEMA_VERSION  # the row schema this analysis reads
+# Every column the analysis needs exists since row schema version 1 (v2 only took rtol out of the point id).
+READS_SCHEMA = 1
 
 # One predicted/true boundary L*(σ_w²) per group: everything except σ_w², depth and seed.
 GROUP = list(columns.GROUP)
@@ -58,7 +59,7 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
     if missing:
         found = sorted(map(str, df["schema_version"].dropna().unique())) if "schema_version" in df else ["unknown"]
         raise AnalysisError(f"{kind} results lack column(s) {', '.join(missing)}; the analysis needs reconent "
-                            f"row schema version >= {SCHEMA_VERSION} (found schema version {', '.join(found)})")
+                            f"row schema version >= {READS_SCHEMA} (found schema version {', '.join(found)})")
     df = df.reset_index(drop=True)  # frames concatenated by callers may repeat index labels
     for c in GROUP:
         if c not in df:
@@ -66,7 +67,7 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
     absent = [c for c in OPTIONAL[kind] if c not in df.columns or (len(done) and done[c].isna().all())]
     if absent:
         notes.append(f"{kind} results lack optional column(s) {', '.join(absent)} (schema version < "
-                     f"{SCHEMA_VERSION}?): the parts that need them are left out")
+                     f"{READS_SCHEMA}?): the parts that need them are left out")
         for c in absent:
             df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(lambda a: len(a) if a is not None else 0)
     # width/channels are None where the architecture has none: as float NaN they group and merge consistently
@@ -102,7 +103,9 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     # cnn/resnet profiles also cover the 3-layer conv stem (models.STEM_LAYERS): layer ℓ is block ℓ - stem
     p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
     p["stem"] = (p["n_layers"] - p["depth"]).clip(lower=0)
-    p["cutoff_layer"] = [cutoff_from_normalised(np.asarray(r, float), t) for r, t in
+    # ok rows only (diverged ones are dropped above), so a null/NaN layer is one the probe did not evaluate
+    # (eval_depths: search) and the cutoff rule passes over it
+    p["cutoff_layer"] = [cutoff_from_normalised(np.asarray(r, float), t, skip_nan=True) for r, t in
                          zip(p["relative_entropy_norm_median"], p["rtol_used"])]
     p["cutoff"] = (p["cutoff_layer"] - p["stem"]).clip(lower=0)  # in units of `depth`
     p["censored"] = p["cutoff_layer"] >= p["n_layers"] - 1

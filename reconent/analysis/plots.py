@@ -41,7 +41,8 @@ def pick_depths(depth: int, n: int = 7) -> list[int]:
 
 def reconstructions_plot(r: ProbeResult, path, image_shape=None, n_samples: int = 4, title: str = "") -> None:
     """Rows: held-out samples. Columns: the input, then x̂^(ℓ) from several depths ℓ."""
-    depths = pick_depths(r.depth)
+    ev = np.flatnonzero(r.evaluated) + 1  # eval_depths search: only the layers whose cascade ran
+    depths = sorted({int(ev[np.abs(ev - d).argmin()]) for d in pick_depths(r.depth)})
     ex = r.examples[:, :n_samples]
     n_samples = ex.shape[1]
     shape = image_shape or _square(ex[0, 0].size)

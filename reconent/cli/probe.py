@@ -26,6 +26,7 @@ def register(sub) -> None:
 def add_probe_args(p) -> None:
     from reconent.science import archs
     from reconent.science.data import DATASETS
+    from reconent.science.probe import ENTROPY_DTYPES, EVAL_DEPTHS
 
     p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     p.add_argument("--data-root", default=None, help="torchvision data root (default $RECONENT_DATA or ~/.cache)")
@@ -46,6 +47,11 @@ def add_probe_args(p) -> None:
                    + ", ".join(f"{n} {archs.get(n).rtol:g}" for n in archs.names()) + ")")
     p.add_argument("--train-samples", type=pos_int, default=None, help="default: the whole training split")
     p.add_argument("--eval-samples", type=number(int, 2), default=500)
+    p.add_argument("--eval-depths", default="search", choices=EVAL_DEPTHS,
+                   help="search (default): a grid of depths, then every layer around the cutoff; all: every "
+                   "cascade, O(depth²) (docs/performance.md, 'Deep probes')")
+    p.add_argument("--entropy-dtype", default="float64", choices=ENTROPY_DTYPES)
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (default: plain fp32)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
 
 
@@ -60,7 +66,8 @@ def run_probe(a) -> tuple[dict, object, object]:
                        activation=a.activation, **{k: getattr(a, k) for k in archs.SIZES})
     rtol = a.rtol if a.rtol is not None else archs.get(a.arch).rtol
     r = probe(body, d.train_x, d.test_x, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, rtol=rtol,
-              train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device)
+              train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device,
+              eval_depths=a.eval_depths, entropy_dtype=a.entropy_dtype, tf32=a.tf32)
     point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "channels", "activation", "depth", "sigma_w2",
                                         "sigma_b2", "seed")}
     return {**point, **r.summary()}, r, d
@@ -82,9 +89,15 @@ def cmd_probe(a) -> None:
 
 def _probe_table(o: dict) -> None:
     print(f"{o['arch']} {o['dataset']}  σ_w²={o['sigma_w2']:g} σ_b²={o['sigma_b2']:g} depth={o['depth']} "
-          f"seed={o['seed']}  status={o['status']}  ({o['seconds']:.1f} s on {o['device']}, {o['path']} path)")
+          f"seed={o['seed']}  status={o['status']}  ({o['seconds']:.1f} s on {o['device']}: training "
+          f"{o['train_seconds']:.1f} s, evaluation {o['eval_seconds']:.1f} s; {o['path']} path)")
+    if o["evaluated_layers"] < o["layers"]:
+        print(f"eval-depths {o['eval_depths']}: {o['evaluated_layers']} of {o['layers']} layers evaluated "
+              "(a grid, then every layer around the cutoff); --eval-depths all for every layer")
     print(f"{'layer':>5} {'S median':>10} {'S q25':>9} {'S q75':>9} {'S/S_L':>8} {'H diff':>9} {'dec loss':>9}")
     for i in range(o["layers"]):
+        if o["relative_entropy_median"][i] is None:  # not evaluated (--eval-depths search)
+            continue
         print(f"{i + 1:>5} {o['relative_entropy_median'][i]:>10.5f} {o['relative_entropy_q25'][i]:>9.5f} "
               f"{o['relative_entropy_q75'][i]:>9.5f} {o['relative_entropy_norm_median'][i]:>8.4f} "
               f"{o['differential_entropy'][i]:>9.3f} {o['decoder_loss'][i]:>9.5f}")

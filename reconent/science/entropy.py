@@ -9,21 +9,27 @@ import torch
 EPS = 1e-12
 
 
-def as_distribution(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+def as_distribution(x: torch.Tensor, eps: float = EPS, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Each sample as a distribution over pixel positions: shift to ≥ 0, add ε, divide by the sum.
 
     The shift makes the result invariant to adding a constant to the pixels; it is not a histogram
     of intensities.
     """
-    x = x.flatten(1).double()  # float64: sums over ~1000 tiny terms, and ln of ratios near 1
+    # float64 by default: sums over ~1000 tiny terms, and ln of ratios near 1. The probe's
+    # `entropy_dtype` setting may pick float32 (docs/performance.md, "Deep probes").
+    x = x.flatten(1).to(dtype)
     p = x - x.min(dim=1, keepdim=True).values + eps
     return p / p.sum(dim=1, keepdim=True)
 
 
 def relative_entropy(x: torch.Tensor, xhat: torch.Tensor, eps: float = EPS) -> torch.Tensor:
     """S(x) = D_KL(p ‖ q) = Σ_i p_i ln(p_i/q_i) in nats, one value per sample (shape (N,))."""
-    p, q = as_distribution(x, eps), as_distribution(xhat, eps)
-    return (p * (p.log() - q.log())).sum(dim=1)
+    return kl(as_distribution(x, eps), as_distribution(xhat, eps))
+
+
+def kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """D_KL(p ‖ q) over the last axis, for distributions from `as_distribution` (broadcasts)."""
+    return (p * (p.log() - q.log())).sum(dim=-1)
 
 
 def differential_entropy_from_std(sigma: torch.Tensor, eps: float = EPS) -> float:
@@ -34,7 +40,12 @@ def differential_entropy_from_std(sigma: torch.Tensor, eps: float = EPS) -> floa
     ill-defined for tanh outputs that sum to about 0). The probe streams the moments and passes σ.
     ε keeps ln finite for pixels that never vary.
     """
-    return float((0.5 * math.log(2 * math.pi * math.e) + torch.log(sigma + eps)).mean())
+    return float(differential_entropy_rows(sigma, eps))
+
+
+def differential_entropy_rows(sigma: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """`differential_entropy_from_std` over the last axis, one value per leading index, on sigma's device."""
+    return (0.5 * math.log(2 * math.pi * math.e) + torch.log(sigma + eps)).mean(dim=-1)
 
 
 def normalised(S: np.ndarray) -> np.ndarray:
@@ -43,10 +54,13 @@ def normalised(S: np.ndarray) -> np.ndarray:
     return S / S[-1:]
 
 
-def cutoff_from_normalised(norm_median, rtol: float) -> int:
+def cutoff_from_normalised(norm_median, rtol: float, skip_nan: bool = False) -> int:
     """Walk from the deepest layer towards the input; return the deepest layer (1-based) whose
     normalised median differs from 1 by more than rtol, or 0 if none does (a plateau from layer 1).
+
+    NaN counts as "off the plateau" (a diverged profile), unless `skip_nan`: then NaN marks a layer
+    that was not evaluated (the probe's `eval_depths: search`) and is passed over.
     """
     r = np.asarray(norm_median, dtype=float)
-    off = np.flatnonzero(~(np.abs(r - 1.0) <= rtol))  # NaN counts as "off the plateau"
+    off = np.flatnonzero(np.abs(r - 1.0) > rtol if skip_nan else ~(np.abs(r - 1.0) <= rtol))
     return int(off[-1]) + 1 if off.size else 0

@@ -15,7 +15,9 @@ samples gives the relative-entropy profile S_ℓ and the cutoff.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -23,8 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .entropy import (as_distribution, cutoff_from_normalised, differential_entropy_from_std, normalised,
-                      relative_entropy)
+from .entropy import as_distribution, cutoff_from_normalised, differential_entropy_rows, kl, normalised
 from . import models
 from .models import DATA, Body, Dense, stream
 
@@ -36,12 +37,18 @@ class ProbeResult:
     decoder_loss: np.ndarray  # (L,) mean training MSE per decoder over the last epoch
     steps: int
     seconds: float  # wall time of the whole probe
-    train_seconds: float  # wall time of the decoder training (the hot loop)
+    train_seconds: float  # wall time of the decoder training (the hot loop); the rest is mostly evaluation
     device: str
     path: str  # "stacked" or "generic"
     rtol: float
-    examples: np.ndarray  # (L+1, n_show, *in_shape): the inputs, then x̂^(1..L) for a few samples
+    examples: np.ndarray  # (L+1, n_show, *in_shape): the inputs, then x̂^(1..L) for a few samples (NaN: not evaluated)
     decoders: nn.ModuleList = field(repr=False)
+    evaluated: np.ndarray | None = None  # (L,) bool: layers whose cascade ran (eval_depths); None: all
+    settings: dict = field(default_factory=dict)  # the evaluation settings, for the summary
+
+    def __post_init__(self):
+        if self.evaluated is None:
+            self.evaluated = np.ones(self.depth, dtype=bool)
 
     @property
     def depth(self) -> int:
@@ -50,7 +57,7 @@ class ProbeResult:
     @property
     def status(self) -> str:
         """'diverged' when any entropy or loss is not finite; that is a result, not an error."""
-        ok = np.isfinite(self.relative_entropy).all() and np.isfinite(self.decoder_loss).all()
+        ok = np.isfinite(self.relative_entropy[self.evaluated]).all() and np.isfinite(self.decoder_loss).all()
         return "ok" if ok else "diverged"
 
     def quantile(self, q: float) -> np.ndarray:
@@ -70,26 +77,34 @@ class ProbeResult:
         return np.median(normalised(self.relative_entropy), axis=1)
 
     def cutoff(self, rtol: float | None = None) -> int:
-        return cutoff_from_normalised(self.norm_median, self.rtol if rtol is None else rtol)
+        r = self.norm_median.copy()
+        r[self.evaluated & np.isnan(r)] = np.inf  # a NaN where the cascade ran: off the plateau (diverged)
+        r[~self.evaluated] = np.nan
+        return cutoff_from_normalised(r, self.rtol if rtol is None else rtol, skip_nan=not self.evaluated.all())
 
     def summary(self) -> dict:
         """JSON-ready numbers (lists per layer, layer 1 first)."""
-        f = lambda a: [float(v) for v in a]  # noqa: E731
+        ev = self.evaluated
+        # layers whose cascade did not run (eval_depths: search) are None (null in Parquet and JSON)
+        f = lambda a: [float(v) if ev[i] else None for i, v in enumerate(a)]  # noqa: E731
         return {
             "status": self.status, "layers": self.depth, "cutoff": self.cutoff(), "rtol": self.rtol,
             "relative_entropy_median": f(self.median), "relative_entropy_mean": f(self.mean),
             "relative_entropy_q25": f(self.quantile(0.25)), "relative_entropy_q75": f(self.quantile(0.75)),
             "relative_entropy_norm_median": f(self.norm_median),
-            "differential_entropy": f(self.differential_entropy), "decoder_loss": f(self.decoder_loss),
+            "differential_entropy": f(self.differential_entropy),
+            "decoder_loss": [float(v) for v in self.decoder_loss],
             "eval_samples": int(self.relative_entropy.shape[1]), "steps": self.steps,
-            "seconds": self.seconds, "train_seconds": self.train_seconds, "device": self.device, "path": self.path,
+            "seconds": self.seconds, "train_seconds": self.train_seconds, "eval_seconds": self.seconds - self.train_seconds,
+            "device": self.device, "path": self.path, "evaluated_layers": int(self.evaluated.sum()), **self.settings,
         }
 
 
 def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: int = 1, batch_size: int = 64,
           lr: float = 1e-3, rtol: float = 0.005, train_samples: int | None = None, eval_samples: int | None = None,
           device: str | torch.device = "cpu", stacked: bool | None = None, n_show: int = 8,
-          eval_chunk: int = 256, per_chunk: int = 8) -> ProbeResult:
+          eval_chunk: int = 256, per_chunk: int = 8, eval_depths: str = "all",
+          entropy_dtype: str = "float64", tf32: bool = False) -> ProbeResult:
     """Train the decoder cascade of `body` and measure its entropy profile on `eval_x`.
 
     train_x/eval_x: any shape (N, ...) whose per-sample size matches body.in_shape, pixels in [0, 1].
@@ -109,22 +124,40 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: in
     if len(train_x) == 0 or len(eval_x) < 2:
         raise ValueError(f"need >= 1 training and >= 2 evaluation samples, got {len(train_x)} and {len(eval_x)}")
     body = copy.deepcopy(body).to(device).eval().requires_grad_(False)  # the caller's body stays as it was
+    if device.type == "cuda":  # the data lives on the device: one upload, every batch gathered there
+        train_x, eval_x = train_x.to(device), eval_x.to(device)
     can_stack = _stackable(body)
     if stacked and not can_stack:
         raise ValueError("stacked=True needs a body of Dense layers that all have the same square width")
     use_stacked = can_stack if stacked is None else stacked
 
     order = [torch.randperm(len(train_x), generator=gen) for _ in range(epochs)]
-    t1 = time.perf_counter()
-    train = _train_stacked if use_stacked else _train_generic
-    decoders, losses, steps = train(body, train_x, order, batch_size, lr, device, per_chunk)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    train_seconds = time.perf_counter() - t1
-
-    S, H, examples = _evaluate(body, decoders, eval_x, device, n_show, eval_chunk)
+    with _tf32(device, tf32):
+        t1 = time.perf_counter()
+        train = _train_generic if not use_stacked else _train_stacked_cuda if device.type == "cuda" else _train_stacked
+        decoders, losses, steps = train(body, train_x, order, batch_size, lr, device, per_chunk)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_seconds = time.perf_counter() - t1
+        S, H, examples, evaluated = _evaluate(body, decoders, eval_x, device, n_show, eval_chunk, eval_depths,
+                                              entropy_dtype, rtol)
     return ProbeResult(S, H, losses, steps, time.perf_counter() - t0, train_seconds, str(device),
-                       "stacked" if use_stacked else "generic", rtol, examples, decoders.cpu())
+                       "stacked" if use_stacked else "generic", rtol, examples, decoders.cpu(), evaluated,
+                       {"eval_depths": eval_depths, "entropy_dtype": entropy_dtype, "tf32": bool(tf32)})
+
+
+@contextlib.contextmanager
+def _tf32(device: torch.device, on: bool):
+    """TF32 for matmuls and cuDNN convolutions on CUDA exactly as the setting says, restored on exit."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(on)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _subset(x: torch.Tensor, n: int | None, gen: torch.Generator) -> torch.Tensor:
@@ -147,7 +180,7 @@ def _chunks(x: torch.Tensor, order: list[torch.Tensor], batch_size: int, per_chu
         for i in range(0, len(perm), span):
             idx = perm[i:i + span]
             slices = [slice(j, min(j + batch_size, len(idx))) for j in range(0, len(idx), batch_size)]
-            yield e == len(order) - 1, x[idx].to(device, non_blocking=True), slices
+            yield e == len(order) - 1, x[idx.to(x.device)].to(device), slices
 
 
 def _train_generic(body: Body, x, order, batch_size, lr, device, per_chunk):
@@ -229,44 +262,205 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
     return init, (loss_sum / n_last).cpu().numpy(), steps
 
 
+def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk):
+    """The stacked hot loop made for a GPU: the same maths as `_train_stacked`, with
+
+    - the training set uploaded once and each chunk gathered on the device (no host copies);
+    - the decoder weight gradients as one batched matmul (L launches become 1);
+    - each chunk (the body's forward, then `per_chunk` decoder steps with a capturable fused Adam)
+      recorded once as a CUDA graph per chunk size and replayed, so a step costs one graph launch
+      instead of hundreds of kernel launches. The first chunk runs eagerly: it initialises Adam's
+      state and cuBLAS. The last, smaller chunk of an epoch gets a graph of its own.
+    - no host sync until the end: losses are summed on the device.
+    """
+    L, w = len(body), body[0].n_in
+    init = body.decoders()
+    D = torch.stack([g.weight.data for g in init]).to(device).requires_grad_(True)  # (L, w, w)
+    c = torch.stack([g.bias.data for g in init]).to(device).requires_grad_(True)  # (L, w)
+    D.grad, c.grad = torch.zeros_like(D), torch.zeros_like(c)
+    graphs = device.type == "cuda"  # elsewhere (tests on a CPU) the same steps run eagerly
+    opt = torch.optim.Adam([D, c], lr=lr, fused=True, capturable=graphs)
+    Wt, bs, phis = [b.weight.t() for b in body], [b.bias for b in body], [_INPLACE[b.act] for b in body]
+    xd = x.reshape(len(x), w).to(device)  # the data lives on the device: one upload
+    span = batch_size * per_chunk
+    Y = torch.empty(L, batch_size, w, device=device)
+    R = torch.empty(L, batch_size, w, device=device)
+    loss_sum = torch.zeros(L, device=device, dtype=torch.float64)
+    bufs: dict[int, list] = {}  # chunk size -> [static input, activations, its graph or None]
+    pool = None
+
+    def chunk_step(X: torch.Tensor, H: torch.Tensor):
+        n = len(X)
+        H[0].copy_(X)
+        for l in range(L):
+            phis[l](torch.addmm(bs[l], H[l], Wt[l], out=H[l + 1]))
+        for j in range(0, n, batch_size):
+            B = min(batch_size, n - j)
+            h, y, r = H[:, j:j + B], Y[:, :B], R[:, :B]
+            torch.baddbmm(c.unsqueeze(1), h[1:], D.transpose(1, 2), out=y).tanh_()
+            torch.sub(y, h[:-1], out=r)
+            loss_sum.add_(torch.linalg.vector_norm(r, dim=(1, 2), dtype=torch.float64).square_(), alpha=1.0 / (B * w))
+            torch.addcmul(r, r, y.mul_(y), value=-1.0, out=r)
+            scale = 2.0 / (B * w)
+            torch.bmm(r.transpose(1, 2), h[1:], out=D.grad).mul_(scale)
+            torch.sum(r, dim=1, out=c.grad).mul_(scale)
+            opt.step()
+
+    steps, n_last = 0, 0
+    with torch.no_grad():
+        for e, perm in enumerate(order):
+            perm = perm.to(device)
+            if e == len(order) - 1:
+                loss_sum.zero_()  # only the last epoch's losses are reported
+            for i in range(0, len(perm), span):
+                idx = perm[i:i + span]
+                n = len(idx)
+                if n not in bufs:
+                    bufs[n] = [torch.empty(n, w, device=device), torch.empty(L + 1, n, w, device=device), None]
+                X, H, g = bufs[n]
+                torch.index_select(xd, 0, idx, out=X)
+                if not graphs:
+                    chunk_step(X, H)
+                elif steps == 0:  # the first chunk runs eagerly, on a side stream as CUDA graphs want
+                    side = torch.cuda.Stream(device)
+                    side.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(side):
+                        chunk_step(X, H)
+                    torch.cuda.current_stream(device).wait_stream(side)
+                else:
+                    if g is None:  # capture records without running; the replay below runs it
+                        g = bufs[n][2] = torch.cuda.CUDAGraph()
+                        with torch.cuda.graph(g, pool=pool):
+                            chunk_step(X, H)
+                        pool = g.pool()
+                    g.replay()
+                k = -(-n // batch_size)
+                steps += k
+                if e == len(order) - 1:
+                    n_last += k
+    for l, g in enumerate(init):
+        g.weight, g.bias = nn.Parameter(D[l].detach()), nn.Parameter(c[l].detach())
+    return init, (loss_sum / n_last).cpu().numpy(), steps
+
+
 _EVAL_BYTES = 2**30
+
+EVAL_DEPTHS = ("all", "search")  # the `eval_depths` setting (docs/performance.md, "Deep probes")
+ENTROPY_DTYPES = ("float64", "float32")
+
+
+def search_stride(L: int) -> int:
+    """The coarse grid of `eval_depths="search"`: every s-th layer with s ≈ √L/1.5 (s = 9 at L = 200),
+    which balances the grid's ~L²/(2s) decoder applications against the refinement's ~s·cutoff."""
+    return max(2, int(round(math.sqrt(L) / 1.5)))
+
+
+def search_grid(L: int) -> list[int]:
+    """The depths `eval_depths="search"` evaluates first: the first s layers, every s-th layer, and L."""
+    s = search_stride(L)
+    return sorted(set(range(1, min(L, s) + 1)) | set(range(s, L + 1, s)) | {L})
+
+
+def search_fill(grid: list[int], grid_cutoff: int) -> list[int]:
+    """The layers evaluated second: every layer from the grid layer at or below the grid's cutoff up
+    to two grid steps above it (so a cutoff just above a grid layer that reads as plateau is found)."""
+    i = max(int(np.searchsorted(grid, grid_cutoff, side="right")) - 1, 0)
+    lo, hi = grid[i], grid[min(i + 2, len(grid) - 1)]
+    have = set(grid)
+    return [l for l in range(lo, hi + 1) if l not in have]
 
 
 @torch.no_grad()
-def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_show: int, chunk: int):
-    """Run every cascade C^ℓ on held-out samples; return S (L, N), H (L,), a few reconstructions.
+def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_show: int, chunk: int,
+              eval_depths: str = "all", entropy_dtype: str = "float64", rtol: float = 0.005):
+    """Run the cascades C^ℓ on held-out samples; return S (L, N), H (L,), a few reconstructions, and
+    the layers evaluated.
 
-    Cascades are run together level by level: at level k, the input h_k and all partial
-    reconstructions from deeper layers pass g_k in one batch, which keeps the O(L²) decoder
-    applications as large matmuls.
+    eval_depths="all" runs every cascade: O(L²) decoder applications. "search" runs a coarse grid of
+    depths (every `search_stride(L)`-th layer, the first layers and L), reads the cutoff off the grid,
+    then runs every layer between the deepest off-plateau grid layer and the next two grid layers
+    above it, so the cutoff equals the exhaustive one unless an off-plateau layer hides between two
+    on-plateau grid layers further up (measured in docs/performance.md). Layers not evaluated are
+    NaN in S and H.
     """
+    L = len(body)
+    if eval_depths not in EVAL_DEPTHS:
+        raise ValueError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
+    if entropy_dtype not in ENTROPY_DTYPES:
+        raise ValueError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
+    dtype = getattr(torch, entropy_dtype)
     decoders = decoders.to(device).eval()
+    if eval_depths == "all" or L <= 8:
+        S, H, shown = _evaluate_levels(body, decoders, x, device, n_show, chunk, list(range(1, L + 1)), dtype)
+        return S, H, shown, np.ones(L, dtype=bool)
+    grid = search_grid(L)
+    S, H, shown = _evaluate_levels(body, decoders, x, device, n_show, chunk, grid, dtype)
+    # S is NaN off the grid: the cutoff rule passes over those layers
+    fill = search_fill(grid, cutoff_from_normalised(np.median(normalised(S), axis=1), rtol, skip_nan=True))
+    if fill:
+        S2, H2, _ = _evaluate_levels(body, decoders, x, device, 0, chunk, fill, dtype)
+        rows = np.array(fill) - 1
+        S[rows], H[rows] = S2[rows], H2[rows]
+    evaluated = np.zeros(L, dtype=bool)
+    evaluated[np.array(sorted(set(grid) | set(fill))) - 1] = True
+    return S, H, shown, evaluated
+
+
+def _evaluate_levels(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_show: int, chunk: int,
+                     depths: list[int], dtype: torch.dtype):
+    """The cascades from `depths` (sorted, 1-based). S and H rows of other layers are NaN.
+
+    Cascades are run together level by level: at level k, h_k (when k is a cascade's start) and all
+    partial reconstructions from deeper starts pass g_k in one batch, which keeps the decoder
+    applications as large matmuls. Everything stays on the device until the end of a chunk: one
+    host sync per chunk, none per layer.
+    """
     L, N = len(body), len(x)
+    starts = set(depths)
     # The partial reconstructions of a chunk take about 2·L·chunk·max_ℓ|h_ℓ| floats (with the cat):
     # cap the chunk to ~1 GiB of them, which wide conv layers (cnn with 128 channels at 28×28, VGG at
     # 224×224) would otherwise exceed many times over. MLP-sized bodies keep the requested chunk.
     widest = max(h[0].numel() for h in body.activations(x[:1].to(device)))
-    chunk = max(1, min(chunk, max(n_show, _EVAL_BYTES // (8 * L * widest))))  # n_show: shown from chunk 1
-    S = np.empty((L, N))
-    # Streaming first and second moments per pixel give σ_i for H without keeping all x̂.
-    m1 = m2 = None
-    shown = []
+    chunk = max(1, min(chunk, max(n_show, _EVAL_BYTES // (8 * len(depths) * widest))))  # n_show: from chunk 1
+    S = torch.empty(len(depths), N, dtype=dtype, device=device)
+    # Per-pixel mean and sum of squared deviations, per chunk (two-pass, accurate in float32 too) and
+    # merged across chunks in float64 (Chan et al.), give σ_i for H without keeping all x̂. The naive
+    # E[q²] − E[q]² cancels catastrophically in float32 where deep reconstructions barely vary.
+    n_seen, mean, m2 = 0, None, None
+    shown = None
     for i in range(0, N, chunk):
-        xb = x[i:i + chunk].to(device)
+        xb = x[i:i + chunk].to(device, non_blocking=True)
         hs = body.activations(xb)
-        partial = None  # (m, n, *shape): partial reconstructions of depths > k, now at level k
-        for k in range(L, 0, -1):
-            cur = hs[k].unsqueeze(0) if partial is None else torch.cat([hs[k].unsqueeze(0), partial])
+        partial = None  # (m, n, *shape): partial reconstructions from the starts > k, now at level k
+        for k in range(depths[-1], 0, -1):
+            if k in starts:
+                cur = hs[k].unsqueeze(0) if partial is None else torch.cat([hs[k].unsqueeze(0), partial])
+            elif partial is None:
+                continue
+            else:
+                cur = partial
             m, n = cur.shape[:2]
             partial = decoders[k - 1](cur.reshape(m * n, *cur.shape[2:])).reshape(m, n, *hs[k - 1].shape[1:])
-        # partial[j] is now the reconstruction from depth j + 1
-        q = torch.stack([as_distribution(r) for r in partial])  # (L, n, pixels), float64
-        m1 = q.sum(1) if m1 is None else m1 + q.sum(1)
-        m2 = q.square().sum(1) if m2 is None else m2 + q.square().sum(1)
-        for l in range(L):
-            S[l, i:i + len(xb)] = relative_entropy(xb, partial[l]).cpu().numpy()
-        if i == 0:
-            shown = torch.cat([xb[:n_show].unsqueeze(0), partial[:, :n_show]]).float().cpu().numpy()
-    sigma = ((m2 / N) - (m1 / N).square()).clamp_min(0).sqrt()
-    H = np.array([differential_entropy_from_std(s) for s in sigma])
-    return S, H, shown
+        # partial[j] is now the reconstruction from depths[j]
+        q = as_distribution(partial.reshape(len(depths) * len(xb), -1), dtype=dtype).reshape(len(depths), len(xb), -1)
+        mean_c = q.mean(1, keepdim=True)
+        m2_c, mean_c, n_c = (q - mean_c).square().sum(1).double(), mean_c.squeeze(1).double(), q.shape[1]
+        if mean is None:
+            mean, m2 = mean_c, m2_c
+        else:
+            delta = mean_c - mean
+            m2 = m2 + m2_c + delta.square() * (n_seen * n_c / (n_seen + n_c))
+            mean = mean + delta * (n_c / (n_seen + n_c))
+        n_seen += n_c
+        p = as_distribution(xb, dtype=dtype)
+        S[:, i:i + len(xb)] = kl(p, q)  # relative_entropy(xb, x̂), sharing q with H
+        if i == 0 and n_show:
+            shown = torch.full((L + 1, *xb[:n_show].shape), math.nan)  # layers not evaluated stay NaN
+            shown[0], shown[depths] = xb[:n_show].float().cpu(), partial[:, :n_show].float().cpu()
+            shown = shown.numpy()
+    sigma = (m2 / N).sqrt()
+    H_rows = differential_entropy_rows(sigma)
+    rows = np.array(depths) - 1
+    S_full, H_full = np.full((L, N), np.nan), np.full(L, np.nan)
+    S_full[rows], H_full[rows] = S.double().cpu().numpy(), H_rows.double().cpu().numpy()
+    return S_full, H_full, shown

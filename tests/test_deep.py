@@ -1,0 +1,165 @@
+"""Deep probes: the evaluation settings (eval_depths, entropy_dtype), their ids, the analysis reading
+search profiles, and the bench's deep mode. CPU only; tests/test_cuda.py covers the GPU path."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reconent.analysis.frames import probe_cutoffs
+from reconent.cli import main
+from reconent.science import probe as P
+from reconent.science.entropy import cutoff_from_normalised
+from reconent.science.models import mlp
+from reconent.sweep import columns
+
+WIDTH = 32
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(5)
+    return torch.rand(256, WIDTH, generator=g), torch.rand(60, WIDTH, generator=g)
+
+
+def deep(data, sigma_w2, depth=40, **kw):
+    x, ev = data
+    return P.probe(mlp(depth, WIDTH, WIDTH, "tanh", sigma_w2, 0.05, seed=0), x, ev, **kw)
+
+
+@pytest.mark.parametrize("sigma_w2", [0.5, 1.2, 1.76, 3.0])
+def test_search_finds_the_exhaustive_cutoff_and_the_same_values(data, sigma_w2):
+    full, search = deep(data, sigma_w2, eval_depths="all"), deep(data, sigma_w2, eval_depths="search")
+    assert full.evaluated.all() and 0 < search.evaluated.sum() < 40
+    ev = search.evaluated
+    # the same decoders (same seed), the same cascades: equal wherever the search evaluated
+    np.testing.assert_allclose(search.relative_entropy[ev], full.relative_entropy[ev], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(search.differential_entropy[ev], full.differential_entropy[ev], rtol=1e-5)
+    assert np.isnan(search.relative_entropy[~ev]).all() and search.status == "ok"
+    assert search.cutoff() == full.cutoff(), (sigma_w2, search.cutoff(), full.cutoff())
+    # the refinement covers the cutoff and its neighbourhood
+    c = full.cutoff()
+    if 0 < c < 40:
+        assert ev[c - 1] and ev[min(c, 39)]
+
+
+def test_search_grid_and_fill_cover_the_layers_around_the_grid_cutoff():
+    grid = P.search_grid(200)
+    s = P.search_stride(200)
+    assert grid[:s] == list(range(1, s + 1)) and grid[-1] == 200 and all(b - a <= s for a, b in zip(grid, grid[1:]))
+    assert len(grid) < 40  # far fewer cascades than 200
+    fill = P.search_fill(grid, 4 * s)  # grid cutoff at a grid layer: everything up to two grid steps above
+    assert fill == [l for l in range(4 * s, 6 * s + 1) if l not in grid]
+    assert P.search_fill(grid, 0) == []  # a plateau from layer 1: the first layers are all on the grid
+
+
+def test_search_summary_keeps_per_layer_lists_with_nulls(data):
+    r = deep(data, 1.2, eval_depths="search")
+    s = r.summary()
+    assert len(s["relative_entropy_median"]) == 40 and s["evaluated_layers"] == int(r.evaluated.sum())
+    nulls = [i for i, v in enumerate(s["relative_entropy_norm_median"]) if v is None]
+    assert nulls == list(np.flatnonzero(~r.evaluated))
+    assert s["relative_entropy_norm_median"][-1] == pytest.approx(1.0)
+    json.loads(json.dumps(s, allow_nan=False))  # strict JSON: no NaN where a layer was not evaluated
+    assert (s["eval_depths"], s["entropy_dtype"], s["tf32"]) == ("search", "float64", False)
+
+
+def test_analysis_rederives_the_cutoff_of_a_search_profile(data):
+    """Stored search profiles (nulls off the grid) give the probe's cutoff for its own rtol."""
+    r = deep(data, 1.76, eval_depths="search")
+    s = r.summary()
+    row = {k: None for k in ("dataset", "arch", "activation", "width", "channels")}
+    row.update(sigma_w2=1.76, sigma_b2=0.05, depth=40, seed=0, status="ok", rtol=0.005, kind="probe",
+               relative_entropy_norm_median=np.array(s["relative_entropy_norm_median"], dtype=float),
+               relative_entropy_median=np.array(s["relative_entropy_median"], dtype=float),
+               differential_entropy=np.array(s["differential_entropy"], dtype=float), seconds=1.0)
+    p = probe_cutoffs(pd.DataFrame([row]))
+    assert int(p["cutoff"].iloc[0]) == r.cutoff()
+
+
+def test_nan_marks_not_evaluated_only_when_asked():
+    r = [0.5, np.nan, 1.0]
+    assert cutoff_from_normalised(r, 0.005) == 2  # diverged: NaN is off the plateau
+    assert cutoff_from_normalised(r, 0.005, skip_nan=True) == 1  # not evaluated: passed over
+
+
+def test_float32_entropy_matches_float64_and_keeps_the_cutoff(data):
+    a = deep(data, 1.2, depth=12, eval_depths="all")
+    b = deep(data, 1.2, depth=12, eval_depths="all", entropy_dtype="float32")
+    np.testing.assert_allclose(b.relative_entropy, a.relative_entropy, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(b.differential_entropy, a.differential_entropy, atol=1e-4)
+    assert b.cutoff() == a.cutoff()
+
+
+def test_bad_evaluation_settings_raise(data):
+    with pytest.raises(ValueError, match="eval_depths"):
+        deep(data, 1.2, depth=3, eval_depths="some")
+    with pytest.raises(ValueError, match="entropy_dtype"):
+        deep(data, 1.2, depth=3, entropy_dtype="float16")
+
+
+def test_neutral_settings_keep_old_point_ids_and_others_change_them():
+    base = dict(kind="probe", dataset="mnist5k", arch="mlp", activation="tanh", width=None, channels=None,
+                depth=10, sigma_w2=1.76, sigma_b2=0.05, seed=0, epochs=1, batch_size=64, lr=1e-3, rtol=0.005,
+                train_samples=None, eval_samples=500)
+    old = columns.point_id(base)  # a point stored before the evaluation settings existed
+    neutral = dict(base, eval_depths="all", entropy_dtype="float64", tf32=False)
+    assert columns.point_id(neutral) == old
+    assert columns.point_id(dict(neutral, eval_depths=None, entropy_dtype=None, tf32=None)) == old  # null: neutral
+    for k, v in (("eval_depths", "search"), ("entropy_dtype", "float32"), ("tf32", True)):
+        assert columns.point_id(dict(neutral, **{k: v})) != old, k
+
+
+def test_cli_probe_flags_and_bad_choice(capsys):
+    argv = ["probe", "--depth", "12", "--width", "32", "--train-samples", "128", "--eval-samples", "16", "--json"]
+    assert main(argv + ["--eval-depths", "all", "--entropy-dtype", "float32"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["evaluated_layers"] == 12 and o["entropy_dtype"] == "float32" and o["eval_seconds"] > 0
+    assert main(argv) == 0  # the default: search
+    o = json.loads(capsys.readouterr().out)
+    assert o["eval_depths"] == "search" and o["evaluated_layers"] < 12
+    assert main(argv + ["--eval-depths", "some"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reconent: error:") and "--eval-depths" in err and err.count("\n") == 1
+
+
+def test_bench_probe_reports_training_and_each_evaluation_apart(capsys):
+    assert main(["bench", "probe", "--depth", "12", "--width", "32", "--steps", "8", "--eval-samples", "20",
+                 "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert set(o["eval"]) == {"search", "all"} and o["train_seconds"] > 0
+    assert o["eval"]["all"]["evaluated_layers"] == 12 > o["eval"]["search"]["evaluated_layers"]
+    assert o["eval"]["all"]["cutoff"] == o["eval"]["search"]["cutoff"]
+    assert o["peak_gflops"] > 0 and math.isfinite(o["efficiency"])
+
+
+def test_paper_heatmaps_draw_the_stored_profiles_and_the_boundary(tmp_path):
+    from reconent.analysis import synthetic as syn
+    from reconent.analysis.heatmaps import paper_heatmaps
+
+    truth = {0.5: 4, 1.0: 9, 1.76: 20, 3.0: 12}
+    probes, _ = syn.grid(truth, 30, [2])
+    line = paper_heatmaps(probes, tmp_path / "h.png")
+    assert dict(zip(line["sigma_w2"], line["cutoff"])) == truth
+    assert line["six_xi_c"].idxmax() == line["sigma_w2"].tolist().index(1.76)  # ξ_c peaks at criticality
+    assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "h.png").stat().st_size > 20_000
+    with pytest.raises(ValueError, match="one group"):
+        paper_heatmaps(pd.concat([probes, probes.assign(sigma_b2=0.1)]), tmp_path / "x.png")
+
+
+def test_the_gpu_training_loop_computes_the_cpu_loop_when_run_eagerly():
+    """`_train_stacked_cuda` (bmm gradients, device-side gather and losses) runs eagerly off CUDA: the same
+    maths as the CPU loop, checked here; tests/test_cuda.py checks its CUDA graphs on a GPU."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(700, WIDTH, generator=g)  # a full chunk of 512, then 188: the last batch is 60
+    body = mlp(5, WIDTH, WIDTH, "tanh", 1.76, 0.05, seed=0).eval().requires_grad_(False)
+    order = [torch.randperm(700, generator=g) for _ in range(2)]
+    a = P._train_stacked(body, x, order, 64, 1e-3, torch.device("cpu"), 8)
+    b = P._train_stacked_cuda(body, x, order, 64, 1e-3, torch.device("cpu"), 8)
+    assert a[2] == b[2] == 2 * 11
+    np.testing.assert_allclose(b[1], a[1], rtol=1e-5)
+    for da, db in zip(a[0], b[0]):
+        torch.testing.assert_close(db.weight, da.weight, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(db.bias, da.bias, rtol=1e-4, atol=1e-6)
