@@ -258,15 +258,19 @@ def test_point_id_is_stable_and_ignores_the_sweep_name(base):
     s = load_spec(base)
     p = s.points()[0]
     assert point_id(p) == point_id({**p, "sweep": "renamed"})
-    # The shipped quickstart keeps the ids its stored parts were written under (computed before the redesign).
+    # Training ids are as before the redesign (computed with the pre-redesign code); probe ids lost `rtol` in
+    # schema v2 (store.migrate_v1 renames stored v1 parts), and settings added later are neutral at their default.
     qs = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml", check_storage=False).points()
-    assert (point_id(qs[0]), point_id(qs[-1])) == ("435722288544993c", "777fdbb7cfa5605e")
+    assert point_id(qs[-1]) == "777fdbb7cfa5605e" and qs[-1]["kind"] == "train"
     assert [point_id(q) for q in s.points()] == [point_id(q) for q in load_spec(_with(base, "name", "x")).points()]
     # A golden value: changing how ids are computed would orphan every stored result.
     golden = {"sweep": "any", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh",
               "width": None, "channels": None, "depth": 10, "sigma_w2": 1.76, "sigma_b2": 0.05, "seed": 0,
               "epochs": 1, "batch_size": 64, "lr": 0.001, "rtol": 0.005, "train_samples": None, "eval_samples": 500}
-    assert point_id(golden) == "923553ac3122cd2b"
+    assert columns.point_id_v1(golden) == "923553ac3122cd2b"  # the schema-1 id of this point
+    assert point_id(golden) == "8801085213c479a5" == point_id({**golden, "rtol": 0.01})  # rtol is analysis only
+    neutral = {"eval_depths": "all", "entropy_dtype": "float64", "tf32": False}
+    assert point_id({**golden, **neutral}) == point_id(golden)
     assert point_id({**golden, "sigma_w2": 1.7600000001}) != point_id(golden)
 
 

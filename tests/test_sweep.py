@@ -19,6 +19,7 @@ import yaml
 from conftest import LoopbackCluster, kill_group, wait_for
 from reconent.cli import main
 from reconent.sweep.trial import RESULTS, run_point, versions
+from reconent.sweep.columns import SCHEMA_VERSION, point_id
 
 PROBE_RESULTS, TRAIN_RESULTS = RESULTS["probe"], RESULTS["train"]
 
@@ -27,7 +28,8 @@ SLOWER = {"epochs": 2, "train_samples": 2048, "eval_samples": 64}  # ~1 s a poin
 COMMON = ["schema_version", "sweep", "point_id", "spec_hash", "kind", "dataset", "arch", "activation", "width",
           "channels", "depth", "sigma_w2", "sigma_b2", "seed", "status", "error", "seconds", "device", "node",
           "node_id", "started_at", "finished_at", "reconent_version", "torch_version", "ray_version",
-          "python_version", "code_version"]
+          "python_version", "code_version", "gpu_name", "cuda_version", "cudnn_version"]
+PROBE_EVAL = ["eval_depths", "entropy_dtype", "tf32"]  # probe settings left out of the id at their neutral value
 
 
 def write_spec(path: Path, name: str, storage: Path, grid: dict, probe: dict | None = None,
@@ -58,7 +60,9 @@ def test_run_point_row_and_science_errors_are_data():
     base = {"sweep": "s", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh", "width": None,
             "channels": None, "depth": 2, "sigma_w2": 1.76, "sigma_b2": 0.05, "seed": 0, **TINY}
     row = run_point(base, "cpu", spec_hash="h")
-    assert set(COMMON + [*TINY, *PROBE_RESULTS]) == set(row)
+    assert set(COMMON + [*TINY, *PROBE_EVAL, *PROBE_RESULTS]) == set(row)
+    assert row["gpu_name"] is None and row["eval_depths"] == "all"  # a point without the setting: the neutral one
+    assert point_id({k: row[k] for k in base}) == point_id({**base, **{k: row[k] for k in PROBE_EVAL}}) == row["point_id"]
     assert row["status"] == "ok" and row["error"] is None and len(row["decoder_loss"]) == 2
     assert row["started_at"] <= row["finished_at"] and row["device"] == "cpu" and row["spec_hash"] == "h"
     bad = run_point({**base, "activation": "swish"}, "cpu")  # raises inside the library -> a row
@@ -142,8 +146,8 @@ def test_local_sweep_rows_match_grid(tiny):
         assert sorted(df["point_id"]) == sorted(point_ids(spec, kind))  # one to one
         assert set(COMMON + extra) <= set(df.columns)
         meta = pq.read_metadata(next(iter(files.values()))).metadata
-        assert meta[b"reconent_schema_version"] == b"1"
-        assert (df["schema_version"] == 1).all() and (df["sweep"] == "tiny").all()
+        assert meta[b"reconent_schema_version"] == str(SCHEMA_VERSION).encode()
+        assert (df["schema_version"] == SCHEMA_VERSION).all() and (df["sweep"] == "tiny").all()
         assert df["node"].notna().all() and df["node_id"].notna().all() and df["torch_version"].notna().all()
         assert df["spec_hash"].nunique() == 1 and (df["seconds"] > 0).all()
         assert (df["code_version"] == versions()["code_version"]).all()  # the driver's git sha (or version)

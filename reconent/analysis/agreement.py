@@ -7,12 +7,14 @@ Uncertainty: a cluster bootstrap over seeds (resample whole seeds, probes and tr
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import pandas as pd
 
 from .boundary import KEYS, gap, predict, predicted_boundary, seed_boundaries, true_boundary
+from .frames import GROUP
 
 METRICS = ["precision", "recall", "f1", "balanced_accuracy", "accuracy"]
 
@@ -165,4 +167,36 @@ def cost(probes: pd.DataFrame, trains: pd.DataFrame, matched: pd.DataFrame) -> p
              trains["seconds"].sum())]
     out = pd.DataFrame(rows, columns=["scope", "n_probes", "probe_seconds", "n_train", "train_seconds"])
     out["saving_factor"] = out["train_seconds"] / out["probe_seconds"].where(out["probe_seconds"] > 0)
+    out["compares"] = [
+        f"like with like: the same {len(s)} (σ_w², depth) questions, answered by the probes their predictions read "
+        "and by training",
+        "everything stored, not the same questions: a probe answers every depth up to its own, a training one",
+        "as above, without the shallower probes that the deepest one makes redundant (prefix property)"]
     return out
+
+
+def resolution_cost(boundaries: pd.DataFrame, trains: pd.DataFrame) -> pd.DataFrame:
+    """Trainings used against a uniform depth grid that would bracket the true boundary as finely.
+
+    Per group: the columns (σ_w²) with a bracketed boundary, their bracket widths (true_hi - true_lo + 1
+    candidate depths), and the trainings a grid of one depth every `width` layers over the trained range
+    (shallowest … deepest trained depth, generous to the grid) needs to give every column that median and
+    that worst width."""
+    cols = ["group", "columns", "trainings", "depth_range", "median_bracket", "max_bracket",
+            "grid_same_median", "grid_same_max"]
+    b = boundaries.dropna(subset=["true_lo"]) if len(boundaries) else boundaries
+    rows = []
+    if len(b) and len(trains):
+        from .frames import group_label
+
+        for key, g in b.groupby(GROUP, dropna=False, sort=True):
+            t = trains.merge(g[KEYS], on=KEYS)
+            finite = g[np.isfinite(g["true_hi"].astype(float))]
+            if not len(t) or not len(finite):
+                continue
+            width = (finite["true_hi"] - finite["true_lo"] + 1).clip(lower=1)
+            lo, hi = int(t["depth"].min()), int(t["depth"].max())
+            per = lambda w: int(len(g) * math.ceil((hi - lo + 1) / max(float(w), 1.0)))  # noqa: E731
+            rows.append((group_label(key if isinstance(key, tuple) else (key,)), len(g), len(t), f"{lo} … {hi}",
+                         float(width.median()), float(width.max()), per(width.median()), per(width.max())))
+    return pd.DataFrame(rows, columns=cols)

@@ -155,3 +155,34 @@ def gap(a_lo, a_hi, b_lo, b_hi, log: bool = False):
     a_lo, a_hi, b_lo, b_hi = f(a_lo), f(a_hi), f(b_lo), f(b_hi)
     with np.errstate(invalid="ignore"):
         return np.maximum(0.0, np.maximum(a_lo - b_hi, b_lo - a_hi))
+
+
+def posterior_boundary(trains: pd.DataFrame, boundaries: pd.DataFrame) -> pd.DataFrame:
+    """`boundaries` with the boundary search's model of L (reconent.sweep.search.boundary: noisy labels near the
+    boundary, the probes' prediction as prior) fitted to the trained verdicts of each (group, σ_w²), whichever way
+    the depths were chosen: `post_median` and the 80% credible interval `post_lo` … `post_hi` (NaN without
+    training). The model's range is depth 1 … the deepest trained depth of the group (it cannot see beyond)."""
+    from reconent.sweep.search.boundary import Model, Prior
+
+    out = boundaries.assign(post_median=np.nan, post_lo=np.nan, post_hi=np.nan)
+    t = trains[trains["trainable"].notna()] if len(trains) else trains
+    if not len(t) or not len(out):
+        return out
+    gkeys = [k for k in KEYS if k != "sigma_w2"]
+
+    def rows_of(df, r, keys):
+        m = np.ones(len(df), bool)
+        for k in keys:
+            m &= (df[k].isna() & pd.isna(r[k])).to_numpy() | (df[k] == r[k]).to_numpy()
+        return df[m]
+
+    for i, r in out.iterrows():
+        col = rows_of(t, r, KEYS)
+        if not len(col):
+            continue
+        model = Model(1, int(rows_of(t, r, gkeys)["depth"].max()))
+        prior = Prior(float(r["pred_lo"]), bool(r.get("censored_pred", False))) if pd.notna(r.get("pred_lo")) else None
+        post = model.posterior(model.prior(prior), zip(col["depth"], col["trainable"].astype(bool)))
+        s = model.summary(post, 0)
+        out.loc[i, ["post_median", "post_lo", "post_hi"]] = s["median"], s["lo"], s["hi"]
+    return out

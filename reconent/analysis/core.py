@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .agreement import boundary_table, bootstrap, cost, match, score
-from .boundary import KEYS, critical, theory_boundary
+from .agreement import boundary_table, bootstrap, cost, match, resolution_cost, score
+from .boundary import KEYS, critical, posterior_boundary, theory_boundary
 from .frames import GROUP, AnalysisError, AnalysisWarning, probe_cutoffs, train_verdicts
 
 
@@ -25,6 +25,7 @@ class Analysis:
     rtol: float | None
     threshold: float | None
     notes: list[str] = field(default_factory=list)
+    resolution: pd.DataFrame | None = None  # trainings against a depth grid of the same resolution
 
     def groups(self) -> list[tuple]:
         keys = pd.concat([self.probes[GROUP], self.trains[GROUP]]).drop_duplicates()
@@ -82,6 +83,8 @@ def analyse(probes: pd.DataFrame | None, trains: pd.DataFrame | None, rtol: floa
     b = boundary_table(p, t, n_boot=n_boot, rng=rng)
     b = b.merge(theory_boundary(b), on=KEYS, how="left") if len(b) else b.assign(theory_depth=[],
                                                                                     critical_sigma_w2=[])
+    if len(b):  # the model's uncertainty, for adaptively chosen depths and grids alike
+        b = posterior_boundary(t, b)
     m = match(p, t)
     s = score(p, t)
     iv = bootstrap(p, t, n_boot=n_boot, rng=rng)
@@ -89,7 +92,7 @@ def analyse(probes: pd.DataFrame | None, trains: pd.DataFrame | None, rtol: floa
     if warn:
         for n in notes:
             warnings.warn(n, AnalysisWarning, stacklevel=2)
-    return Analysis(p, t, b, m, s, iv, cost(p, t, m), rtol, threshold, notes)
+    return Analysis(p, t, b, m, s, iv, cost(p, t, m), rtol, threshold, notes, resolution_cost(b, t))
 
 
 def _edge_notes(p, t, m, s, b, notes):

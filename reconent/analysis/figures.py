@@ -230,3 +230,38 @@ def boundary_figure(a, key, path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def search_figure(a, key, path) -> bool:
+    """Where training ran and in what order: every trained (σ_w², depth), green trainable / red not, numbered by
+    start time (1 = first; an adaptive search's later points crowd the boundary), with the model's L*."""
+    t = _sel(a.trains, key)
+    if not len(t):
+        return False
+    timed = "started_at" in t and t["started_at"].notna().all()
+    order = t["started_at"].rank(method="first").to_numpy(int) if timed else np.arange(1, len(t) + 1)
+    fig, ax = plt.subplots(figsize=(9, 6), constrained_layout=True)
+    log = _logx(t["sigma_w2"].unique())
+    colour = [TRUE_C if v is True or v == 1 else (FALSE_C if v is False or v == 0 else "grey") for v in t["trainable"]]
+    ax.scatter(t["sigma_w2"], t["depth"], c=colour, s=28, zorder=3, edgecolors="black", linewidths=0.4)
+    for x, y, n in zip(t["sigma_w2"], t["depth"], order):
+        ax.annotate(str(n), (x, y), xytext=(4, 2), textcoords="offset points", fontsize=7, color="#333333")
+    b = _sel(a.boundaries, key).dropna(subset=["post_median"]) if "post_median" in a.boundaries else pd.DataFrame()
+    if len(b):
+        err = [b["post_median"] - b["post_lo"], b["post_hi"] - b["post_median"]]
+        ax.errorbar(b["sigma_w2"], b["post_median"], yerr=err, fmt="_", ms=16, mew=2, color="black", capsize=4,
+                    zorder=2, label="model L* (80% interval)")
+    deep = t["depth"].max() / max(t["depth"].min(), 1) >= 20
+    ax.set(xscale="log" if log else "linear", yscale="log" if deep else "linear")
+    _sigma_ticks(ax, np.sort(t["sigma_w2"].unique()), log)
+    ax.set(xlabel="weight variance σ_w² (dimensionless)", ylabel="trained depth (layers)",
+           title=f"Where training ran, numbered in order of start: {group_label(key)}")
+    handles = [Line2D([], [], ls="none", marker="o", color=TRUE_C, label="trainable"),
+               Line2D([], [], ls="none", marker="o", color=FALSE_C, label="untrainable")]
+    if len(b):
+        handles.append(Line2D([], [], ls="none", marker="_", ms=14, mew=2, color="black",
+                              label="model L* (80% interval)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

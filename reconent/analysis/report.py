@@ -89,7 +89,10 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
         "group": [group_label(tuple(r)) for r in b[figures.GROUP].itertuples(index=False)],
         "σ_w²": b["sigma_w2"], "predicted L*": [rng(lo, hi) for lo, hi in zip(b["pred_lo"], b["pred_hi"])],
         "95% CI (seeds)": [("–" if pd.isna(x) else f"{x:g} … {y:g}") for x, y in zip(b["ci_lo"], b["ci_hi"])],
-        "true L* (trained grid)": [rng(lo, hi) for lo, hi in zip(b["true_lo"], b["true_hi"])],
+        "true L* (trained depths)": [rng(lo, hi) for lo, hi in zip(b["true_lo"], b["true_hi"])],
+        "trained depths": b["n_depths"],
+        "model L* (80% interval)": [("–" if pd.isna(m) else f"{m:g} ({lo:g} … {hi:g})")
+                                    for m, lo, hi in zip(b["post_median"], b["post_lo"], b["post_hi"])],
         "theory 6·ξ_c": b["theory_depth"], "|pred − true| (depth)": b["distance_depth"],
         "|pred − true| (log-depth)": b["distance_log_depth"]})
 
@@ -127,8 +130,9 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
     `explain`: folders written by `reconent explain`, shown in an extra "Interpretability" section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "curves": []}
-    makers = {"phase": figures.phase_figure, "boundary": figures.boundary_figure, "curves": figures.curves_figure}
+    figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "curves": [], "search": []}
+    makers = {"phase": figures.phase_figure, "boundary": figures.boundary_figure, "curves": figures.curves_figure,
+              "search": figures.search_figure}
     for i, key in enumerate(a.groups()):
         suffix = "" if i == 0 else f"_{i + 1}"
         for name, make in makers.items():
@@ -154,7 +158,8 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
         figures={k: [_img(p, alt) for p, alt in v] for k, v in figs.items()},
         boundaries=boundary_display(a) if len(a.boundaries) else None,
         agreement=_agreement(a) if s["n_scored"] else None,
-        cost=a.cost, specs=_spec_texts(uris), versions=_versions(a),
+        cost=a.cost, resolution=a.resolution if a.resolution is not None and len(a.resolution) else None,
+        specs=_spec_texts(uris), versions=_versions(a),
         explain=_explain_figures(explain) if explain else [])
     (out / "report.html").write_text(doc, encoding="utf-8")
     return summary

@@ -33,7 +33,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
 from reconent import __version__
 
 from . import columns
-from .columns import AXES, hash_json as _hash, point_id  # noqa: F401 -- point_id re-exported
+from .columns import AXES, hash_json, point_id  # noqa: F401 -- point_id re-exported
 
 _TYPES = {c.name: c.type for c in columns.COORDS}
 
@@ -152,6 +152,12 @@ class Probe(Strict):
     rtol: float | None = Field(None, gt=0, lt=1)  # None: the arch's default (archs.Arch.rtol)
     train_samples: int | None = Field(None, ge=1)  # None: the whole training split
     eval_samples: int | None = Field(500, ge=2)
+    # How the cascades are evaluated and how precisely (science.probe; measured in docs/performance.md).
+    # 'all' here (unlike `reconent probe`, whose default is 'search'): a sweep's report draws heatmaps
+    # of every layer, and 'all' keeps the ids of points stored before the setting existed.
+    eval_depths: Literal["search", "all"] = "all"
+    entropy_dtype: Literal["float64", "float32"] = "float64"
+    tf32: bool = False  # allow TF32 matmuls on CUDA (off: plain fp32, as on the CPU)
     # 'deepest': probe only the deepest grid depth of each (σ_w², σ_b², seed, ...) combination. By the
     # prefix property its first ℓ layers are the depth-ℓ network, so it predicts every shallower
     # depth at a fraction of the cost (the analysis reads it that way). 'all': one probe per point.
@@ -159,7 +165,8 @@ class Probe(Strict):
 
 
 class Stride(Strict):
-    HINT: ClassVar[str] = "train.points is 'none', 'all', {stride: {axis: k}} or {subset: [{axis: value, ...}, ...]}"
+    HINT: ClassVar[str] = ("train.points is 'none', 'all', {stride: {axis: k}}, {subset: [{axis: value, ...}, ...]} or "
+                           "{boundary: {budget, depth: {min, max}, resolution}}")
     stride: dict[str, Annotated[int, Field(ge=1)]]
 
 
@@ -168,18 +175,47 @@ class Subset(Strict):
     subset: list[dict[str, Any]] = Field(min_length=1)
 
 
+class DepthRange(Strict):
+    min: int = Field(ge=1)
+    max: int = Field(ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max < self.min:
+            raise SpecError(f"max must be >= min, got min {self.min} and max {self.max}", "max")
+        return self
+
+
+class BoundarySettings(Strict):
+    """An adaptive search for the true boundary (reconent.sweep.search.boundary): the trainings are chosen one
+    batch at a time, where the model of P(trainable | depth) of each σ_w² column is least sure."""
+    budget: int = Field(ge=1)  # trainings in all, stored ones included
+    depth: DepthRange  # the depths a training may have (required: the grid's depths are the probes')
+    resolution: float = Field(1.0, ge=0)  # a column is done when P(|L - median| <= resolution) >= confidence
+    confidence: float = Field(0.9, gt=0, lt=1)
+    noise: float = Field(0.25, ge=0, lt=0.5)  # the label-flip probability the model allows at the boundary
+
+
+class Boundary(Strict):
+    HINT: ClassVar[str] = Stride.HINT
+    boundary: BoundarySettings
+
+
 def _points_kind(v):
     if isinstance(v, str):
         return "<name>"
     if isinstance(v, Subset) or (isinstance(v, dict) and "subset" in v):
         return "<subset>"
+    if isinstance(v, Boundary) or (isinstance(v, dict) and "boundary" in v):
+        return "<boundary>"
     return "<stride>"
 
 
 class Train(Strict):
     """Ground truth by full training on a selection of the grid's points (SCIENCE §3)."""
     points: Annotated[Union[Annotated[Literal["none", "all"], Tag("<name>")], Annotated[Stride, Tag("<stride>")],
-                            Annotated[Subset, Tag("<subset>")]], Discriminator(_points_kind)] = "none"
+                            Annotated[Subset, Tag("<subset>")], Annotated[Boundary, Tag("<boundary>")]],
+                      Discriminator(_points_kind)] = "none"
     epochs: int = Field(1, ge=1)  # at most; training stops once the accuracy passes the threshold
     threshold: float = Field(0.8, gt=0, le=1)
     lr: float = Field(1e-3, gt=0)
@@ -265,7 +301,9 @@ class Spec(Strict):
             raise SpecError("'cuda' needs resources.gpu > 0 (Ray hides GPUs from trials that did not ask for one); "
                             "or use device: auto", "device")
         self._train_mask()  # checks the selection against the grid
-        if not self.points():
+        if self.boundary is not None:
+            self._check_boundary()
+        if not self.points() and self.boundary is None:
             raise SpecError("this sweep has no points: probe.enabled is false and train.points is 'none'")
         return self
 
@@ -297,7 +335,7 @@ class Spec(Strict):
 
     def _train_mask(self) -> list[bool]:
         sel, ax, combos = self.train.points, self.axes(), self._combos()
-        if sel in ("none", "all"):
+        if sel in ("none", "all") or isinstance(sel, Boundary):  # a boundary search chooses its own points
             return [sel == "all"] * len(combos)
         given = [a for a in AXES if a in self.grid._values or a == "arch"]
         if isinstance(sel, Stride):
@@ -338,13 +376,47 @@ class Spec(Strict):
             p, deepest = self.probe, max(self.axes()["depth"])
             out += [columns.point("probe", self.name, coords(c), {
                 "epochs": p.epochs, "batch_size": p.batch_size, "lr": float(p.lr), "rtol": self._rtol(c["arch"]),
-                "train_samples": p.train_samples, "eval_samples": p.eval_samples})
+                "train_samples": p.train_samples, "eval_samples": p.eval_samples, "eval_depths": p.eval_depths,
+                "entropy_dtype": p.entropy_dtype, "tf32": p.tf32})
                 for c in combos if p.depths == "all" or c["depth"] == deepest]
-        out += [columns.point("train", self.name, coords(c), {
+        out += [self.train_point(c) for c, m in zip(combos, self._train_mask()) if m]
+        return out
+
+    def train_point(self, coords: dict) -> dict:
+        """The resolved training point at `coords` (a combination of the grid's axes, any depth)."""
+        t = self.train
+        return columns.point("train", self.name, {**coords, "dataset": self.dataset}, {
             "epochs": t.epochs, "threshold": float(t.threshold), "lr": float(t.lr), "batch_size": t.batch_size,
             "train_samples": t.train_samples, "accuracy_on": self.accuracy_on})
-            for c, m in zip(combos, self._train_mask()) if m]
+
+    # ------------------------------------------------------------------ boundary search
+    @property
+    def boundary(self) -> BoundarySettings | None:
+        """The adaptive boundary search's settings, or None when the training points are fixed."""
+        return self.train.points.boundary if isinstance(self.train.points, Boundary) else None
+
+    def boundary_columns(self) -> list[dict]:
+        """The columns of a boundary search: every combination of the grid's axes but depth and seed."""
+        seen, out = set(), []
+        for c in self._combos():
+            col = {k: v for k, v in c.items() if k not in ("depth", "seed")}
+            key = tuple(col.items())
+            if key not in seen:
+                seen.add(key)
+                out.append(col)
         return out
+
+    def _check_boundary(self) -> None:
+        b, where = self.boundary, "train.points.boundary"
+        n_cols, n_seeds = len(self.boundary_columns()), len(self.axes()["seed"])
+        room = n_cols * n_seeds * (b.depth.max - b.depth.min + 1)
+        if b.budget < n_cols:
+            raise SpecError(f"a budget of {b.budget} cannot give each of the {n_cols} σ_w² columns one training; "
+                            f"give at least {n_cols}", f"{where}.budget")
+        if b.budget > room:
+            raise SpecError(f"a budget of {b.budget} exceeds the {room} points of the depth range "
+                            f"({n_cols} columns × {n_seeds} seeds × depths {b.depth.min}..{b.depth.max})",
+                            f"{where}.budget")
 
     @property
     def accuracy_on(self) -> str:
@@ -366,7 +438,7 @@ class Spec(Strict):
         pts = self.points()
         d["n_points"] = {k: sum(p["kind"] == k for p in pts) for k in ("probe", "train")}
         d["reconent_version"] = __version__
-        d["spec_hash"] = _hash({k: v for k, v in d.items() if k not in ("storage", "spec_hash")})
+        d["spec_hash"] = hash_json({k: v for k, v in d.items() if k not in ("storage", "spec_hash")})
         return d
 
     @property
