@@ -260,15 +260,18 @@ def label(status: str | None, reached) -> bool | None:
 
 def probe_priors(spec, probes) -> list[Prior | None]:
     """Per column of `spec.boundary_columns()`: the probes' predicted L* (median over seeds of the deepest
-    probe's stored cutoff; censored when the probe saw no plateau), None without an ok probe."""
+    probe's cutoff, in units of depth, as the analysis reads it; censored when the probe saw no plateau),
+    None without an ok probe."""
     cols = spec.boundary_columns()
     keys = list(cols[0]) if cols else []
     found: dict[tuple, dict] = {}
     if probes is not None and len(probes):
+        from reconent.analysis.frames import probe_cutoffs  # the analysis's reading: depth units, censoring
+
         from ..columns import point_id
 
         ids = {point_id(p) for p in spec.points() if p["kind"] == "probe"}
-        ok = probes[probes["point_id"].isin(ids) & probes["status"].eq("ok") & probes["cutoff"].notna()]
+        ok = probe_cutoffs(probes[probes["point_id"].isin(ids)])
         for _, r in ok.sort_values("depth").iterrows():  # the deepest per seed wins
             found.setdefault(tuple(r[k] if r[k] == r[k] else None for k in keys), {})[r["seed"]] = r
     out = []
@@ -278,8 +281,7 @@ def probe_priors(spec, probes) -> list[Prior | None]:
             out.append(None)
             continue
         cut = float(np.median([r["cutoff"] for r in rows]))
-        # the last-but-one layer as cutoff means the entropy still moved at the last step (analysis.frames)
-        censored = bool(np.median([r["cutoff"] >= r["depth"] - 1 for r in rows]) >= 0.5)
+        censored = bool(np.median([r["censored"] for r in rows]) >= 0.5)
         out.append(Prior(max(cut, float(max(r["depth"] for r in rows))) if censored else cut, censored))
     return out
 
