@@ -46,6 +46,23 @@ def _edges(x, log: bool = False) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+def entropy_heatmap(fig, ax, probes: pd.DataFrame, column: str, label: str, cmap: str = "viridis",
+                    log: bool | None = False, shrink: float = 0.9):
+    """Draw the deepest probes' per-layer `column` over (σ_w², depth) on `ax` with its colour bar (a log colour
+    scale for a relative entropy spanning more than 20×); returns (σ_w² values, layers, cell edges in σ_w²).
+    `log`: cells on a log σ_w² axis; None decides by the grid's span (_logx)."""
+    xs, ls, Z = layer_grid(probes, column)
+    log = _logx(xs) if log is None else log
+    pos = Z[np.isfinite(Z)]
+    pos = pos[pos > 0]
+    lognorm = column.startswith("relative") and len(pos) and pos.max() / pos.min() > 20
+    norm = LogNorm(pos.min(), pos.max()) if lognorm else Normalize(np.nanmin(Z), np.nanmax(Z))
+    xe = _edges(xs, log)
+    m = ax.pcolormesh(xe, np.arange(0.5, ls.max() + 1), np.ma.masked_invalid(Z), cmap=cmap, norm=norm, shading="flat")
+    fig.colorbar(m, ax=ax, label=label, shrink=shrink)
+    return xs, ls, xe
+
+
 def layer_grid(probes: pd.DataFrame, column: str):
     """(σ_w² values, layers, matrix[layer, σ_w²]) of the median over seeds of the deepest probe's per-layer
     `column`, layers in units of depth; a prefix of the deepest profile is every shallower probe's profile."""
@@ -110,15 +127,8 @@ def phase_figure(a, key, path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5.4), squeeze=False,
                              constrained_layout=True)
     for ax, (col, lab) in zip(axes[0], panels):
-        xs, ls, Z = layer_grid(p, col)
-        pos = Z[np.isfinite(Z)]
-        pos = pos[pos > 0]
-        lognorm = col.startswith("relative") and len(pos) and pos.max() / pos.min() > 20
-        norm = LogNorm(pos.min(), pos.max()) if lognorm else Normalize(np.nanmin(Z), np.nanmax(Z))
+        xs, ls, xe = entropy_heatmap(fig, ax, p, col, lab, log=None)
         log = _logx(xs)
-        xe, ye = _edges(xs, log), np.arange(0.5, ls.max() + 1)
-        m = ax.pcolormesh(xe, ye, np.ma.masked_invalid(Z), cmap="viridis", norm=norm, shading="flat")
-        fig.colorbar(m, ax=ax, label=lab, shrink=0.9)
         ymax = float(max(ls.max(), _sel(a.trains, key)["depth"].max() if len(_sel(a.trains, key)) else 0))
         _overlays(ax, a, key, ymax, (xe[0], xe[-1]), log)
         ax.set(xscale="log" if log else "linear")

@@ -12,10 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 
 from .boundary import critical, theory_depth  # noqa: E402
-from .figures import _edges, layer_grid  # noqa: E402
+from .figures import entropy_heatmap  # noqa: E402
 from .frames import probe_cutoffs  # noqa: E402
 
 
@@ -32,13 +31,7 @@ def paper_heatmaps(probes: pd.DataFrame, path, rtol: float | None = None, title:
     fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), constrained_layout=True)
     for ax, col, lab in ((axes[0], "relative_entropy_median", "relative entropy $S_\\ell$ (nats, median)"),
                          (axes[1], "differential_entropy", "differential entropy $H_\\ell$ (nats)")):
-        xs, ls, Z = layer_grid(p, col)
-        pos = Z[np.isfinite(Z) & (Z > 0)]
-        norm = (LogNorm(pos.min(), pos.max()) if col.startswith("relative") and len(pos) and pos.max() / pos.min() > 20
-                else Normalize(np.nanmin(Z), np.nanmax(Z)))
-        m = ax.pcolormesh(_edges(xs), np.arange(0.5, ls.max() + 1), np.ma.masked_invalid(Z), cmap="magma",
-                          norm=norm, shading="flat")
-        fig.colorbar(m, ax=ax, label=lab, shrink=0.92)
+        xs, ls, _ = entropy_heatmap(fig, ax, p, col, lab, cmap="magma", shrink=0.92)
         fine = np.linspace(xs.min(), xs.max(), 400)
         th = theory_depth(fine, sb2, act, arch=arch)
         ax.plot(fine, np.where(th <= ls.max(), th, np.nan), color="#33c3ff", lw=2, ls="--", label="6·ξ_c (mean field)")
