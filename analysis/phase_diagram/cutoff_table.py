@@ -72,14 +72,7 @@ def main() -> None:
         ref = cutoff(S64)
         rng = np.random.default_rng(0)
         sub = {n: [cutoff(S64[:, rng.choice(500, n, replace=False)]) for _ in range(20)] for n in (100, 200)}
-        grid = P.search_grid(a.depth)
-        on_grid = np.full(a.depth, np.nan)
-        on_grid[np.array(grid) - 1] = np.median(normalised(S64), axis=1)[np.array(grid) - 1]
-        fill = P.search_fill(grid, cutoff_from_normalised(on_grid, RTOL, skip_nan=True))
-        keep = np.full(a.depth, np.nan)
-        rows_ev = np.array(sorted(set(grid) | set(fill))) - 1
-        keep[rows_ev] = np.median(normalised(S64), axis=1)[rows_ev]
-        search_replayed = cutoff_from_normalised(keep, RTOL, skip_nan=True)
+        search_replayed, _ = P.search_replay(np.median(normalised(S64), axis=1), RTOL)
         cpu2, t2 = time.process_time(), time.perf_counter()
         S_s, _, _, ev = P._evaluate(frozen, r.decoders, x, torch.device("cpu"), 0, 256, "search", "float64", RTOL)
         search_s, search_cpu = time.perf_counter() - t2, time.process_time() - cpu2

@@ -28,25 +28,14 @@ from reconent.sweep import results
 HERE = Path(__file__).resolve().parent
 
 
-def search_replay(norm_median: np.ndarray, rtol: float) -> tuple[int, int]:
-    """The cutoff `eval_depths="search"` finds on this profile, and how many layers it evaluates."""
-    L = len(norm_median)
-    grid = P.search_grid(L)
-    keep = np.full(L, np.nan)
-    keep[np.array(grid) - 1] = norm_median[np.array(grid) - 1]
-    fill = P.search_fill(grid, cutoff_from_normalised(keep, rtol, skip_nan=True))
-    for l in fill:
-        keep[l - 1] = norm_median[l - 1]
-    return cutoff_from_normalised(keep, rtol, skip_nan=True), len(grid) + len(fill)
-
-
 def main(uri: str = "results/phase_diagram") -> None:
     p = results.load(uri).sort_values("sigma_w2")
     rows = []
     for _, r in p.iterrows():
         nm = np.asarray(r["relative_entropy_norm_median"], float)
         mf = theory.mean_field(float(r["sigma_w2"]), float(r["sigma_b2"]))
-        search, n_eval = search_replay(nm, float(r["rtol"]))
+        search, layers = P.search_replay(nm, float(r["rtol"]))
+        n_eval = len(layers)
         rows.append({"sigma_w2": float(r["sigma_w2"]), "status": r["status"], "depth": int(r["depth"]),
                      "cutoff": int(cutoff_from_normalised(nm, float(r["rtol"]))), "cutoff_search_replayed": search,
                      "search_layers_evaluated": n_eval, "six_xi_c": 6 * mf["xi_c"], "chi_1": mf["chi_1"],

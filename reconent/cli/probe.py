@@ -74,9 +74,9 @@ def run_probe(a) -> tuple[dict, object, object]:
 
 
 def cmd_probe(a) -> None:
-    from reconent.analysis.plots import profile_plot, reconstructions_plot
-
     out, r, d = run_probe(a)
+    if a.plot or a.reconstructions:  # matplotlib only when a figure is asked for
+        from reconent.analysis.plots import profile_plot, reconstructions_plot
     title = f"{a.arch} on {a.dataset}: σ_w²={a.sigma_w2:g}, σ_b²={a.sigma_b2:g}, depth {a.depth}, seed {a.seed}"
     if a.plot:
         profile_plot(r, a.plot, title)

@@ -90,7 +90,7 @@ class LinearDecoder(nn.Module):
         uniform_(self.bias, bound, gen)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(torch.addmm(self.bias, h, self.weight.t()))
+        return torch.addmm(self.bias, h, self.weight.t()).tanh_()  # in place: no second (m·n, w) buffer
 
 
 class Dense(nn.Module):

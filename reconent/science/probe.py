@@ -248,7 +248,7 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
                 torch.baddbmm(c.unsqueeze(1), h[1:], D.transpose(1, 2), out=y).tanh_()
                 torch.sub(y, h[:-1], out=r)
                 if last:
-                    loss_sum += torch.linalg.vector_norm(r, dim=(1, 2), dtype=torch.float64).square_() / (B * w)
+                    loss_sum += torch.linalg.vector_norm(r, dim=(1, 2)).double().square_() / (B * w)  # fp32 norm: 40× faster
                     n_last += 1
                 torch.addcmul(r, r, y.mul_(y), value=-1.0, out=r)  # dz = r(1 − y²), in place
                 scale = 2.0 / (B * w)
@@ -299,7 +299,7 @@ def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk)
             h, y, r = H[:, j:j + B], Y[:, :B], R[:, :B]
             torch.baddbmm(c.unsqueeze(1), h[1:], D.transpose(1, 2), out=y).tanh_()
             torch.sub(y, h[:-1], out=r)
-            loss_sum.add_(torch.linalg.vector_norm(r, dim=(1, 2), dtype=torch.float64).square_(), alpha=1.0 / (B * w))
+            loss_sum.add_(torch.linalg.vector_norm(r, dim=(1, 2)).double().square_(), alpha=1.0 / (B * w))
             torch.addcmul(r, r, y.mul_(y), value=-1.0, out=r)
             scale = 2.0 / (B * w)
             torch.bmm(r.transpose(1, 2), h[1:], out=D.grad).mul_(scale)
@@ -349,25 +349,59 @@ EVAL_DEPTHS = ("all", "search")  # the `eval_depths` setting (docs/performance.m
 ENTROPY_DTYPES = ("float64", "float32")
 
 
-def search_stride(L: int) -> int:
-    """The coarse grid of `eval_depths="search"`: every s-th layer with s ≈ √L/1.5 (s = 9 at L = 200),
-    which balances the grid's ~L²/(2s) decoder applications against the refinement's ~s·cutoff."""
-    return max(2, int(round(math.sqrt(L) / 1.5)))
+SEARCH_SPAN = 2  # each finer level covers the layers up to this many evaluated layers above the cutoff so far
 
 
-def search_grid(L: int) -> list[int]:
-    """The depths `eval_depths="search"` evaluates first: the first s layers, every s-th layer, and L."""
-    s = search_stride(L)
-    return sorted(set(range(1, min(L, s) + 1)) | set(range(s, L + 1, s)) | {L})
+def search_strides(L: int) -> list[int]:
+    """The strides of `eval_depths="search"`, coarse to fine: about L/8, then each about 2.5 times finer,
+    down to 1 (25, 10, 4, 2, 1 at L = 200; 12, 5, 2, 1 at L = 100). Chosen by replaying the search on 51
+    exhaustive profiles (docs/performance.md, "Deep probes")."""
+    s = max(2, round(L / 8))
+    out = [s]
+    while s > 1:
+        s = max(1, round(s / 2.5))
+        out.append(s)
+    return out
 
 
-def search_fill(grid: list[int], grid_cutoff: int) -> list[int]:
-    """The layers evaluated second: every layer from the grid layer at or below the grid's cutoff up
-    to two grid steps above it (so a cutoff just above a grid layer that reads as plateau is found)."""
-    i = max(int(np.searchsorted(grid, grid_cutoff, side="right")) - 1, 0)
-    lo, hi = grid[i], grid[min(i + 2, len(grid) - 1)]
-    have = set(grid)
-    return [l for l in range(lo, hi + 1) if l not in have]
+def search_layers(L: int, rtol: float, run) -> list[int]:
+    """The layers `eval_depths="search"` evaluates, and the order it evaluates them in.
+
+    First every s-th layer and L (s = `search_strides(L)[0]`). Then, level by level, it reads the cutoff c
+    off the layers evaluated so far and evaluates, at the next finer stride, the layers from c up to the
+    `SEARCH_SPAN`-th evaluated layer above c. The last stride is 1, so the cutoff is exactly the exhaustive
+    one unless a layer off the plateau hides between evaluated layers above that span, all of which read
+    as plateau. `run(depths)` evaluates `depths` and returns the normalised median profile (L,) of every
+    layer evaluated so far, NaN elsewhere. Returns the sorted layers evaluated.
+    """
+    strides = search_strides(L)
+    new, done = sorted(set(range(strides[0], L + 1, strides[0])) | {L}), set()
+    for finer in strides[1:] + [None]:
+        if new:  # the first level always has L
+            r = run(new)
+            done.update(new)
+        if finer is None:
+            break
+        c = cutoff_from_normalised(r, rtol, skip_nan=True)
+        above = sorted(l for l in done if l > c)
+        hi = above[min(SEARCH_SPAN, len(above)) - 1] if above else c
+        new = [l for l in range(c + finer, hi, finer) if l not in done]
+    return sorted(done)
+
+
+def search_replay(norm_median: np.ndarray, rtol: float) -> tuple[int, list[int]]:
+    """What `eval_depths="search"` finds on a known, exhaustive normalised profile (L,): its cutoff and the
+    layers it evaluates. A layer's normalised median does not depend on which other layers ran, so the
+    replay is exact (analysis/phase_diagram checks the search this way)."""
+    r = np.asarray(norm_median, dtype=float)
+    seen = np.full(len(r), np.nan)
+
+    def run(depths: list[int]) -> np.ndarray:
+        seen[np.array(depths) - 1] = r[np.array(depths) - 1]
+        return seen
+
+    layers = search_layers(len(r), rtol, run)
+    return cutoff_from_normalised(seen, rtol, skip_nan=True), layers
 
 
 @torch.no_grad()
@@ -376,12 +410,9 @@ def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_sh
     """Run the cascades C^ℓ on held-out samples; return S (L, N), H (L,), a few reconstructions, and
     the layers evaluated.
 
-    eval_depths="all" runs every cascade: O(L²) decoder applications. "search" runs a coarse grid of
-    depths (every `search_stride(L)`-th layer, the first layers and L), reads the cutoff off the grid,
-    then runs every layer between the deepest off-plateau grid layer and the next two grid layers
-    above it, so the cutoff equals the exhaustive one unless an off-plateau layer hides between two
-    on-plateau grid layers further up (measured in docs/performance.md). Layers not evaluated are
-    NaN in S and H.
+    eval_depths="all" runs every cascade: O(L²) decoder applications. "search" runs the cascades of
+    `search_layers`, coarse to fine (about 1,800 decoder applications instead of 20,100 at L = 200;
+    docs/performance.md). Layers not evaluated are NaN in S and H.
     """
     L = len(body)
     if eval_depths not in EVAL_DEPTHS:
@@ -390,47 +421,53 @@ def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_sh
         raise ValueError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
     dtype = getattr(torch, entropy_dtype)
     decoders = decoders.to(device).eval()
-    if eval_depths == "all" or L <= 8:
-        S, H, shown = _evaluate_levels(body, decoders, x, device, n_show, chunk, list(range(1, L + 1)), dtype)
-        return S, H, shown, np.ones(L, dtype=bool)
-    grid = search_grid(L)
-    S, H, shown = _evaluate_levels(body, decoders, x, device, n_show, chunk, grid, dtype)
-    # S is NaN off the grid: the cutoff rule passes over those layers
-    fill = search_fill(grid, cutoff_from_normalised(np.median(normalised(S), axis=1), rtol, skip_nan=True))
-    if fill:
-        S2, H2, _ = _evaluate_levels(body, decoders, x, device, 0, chunk, fill, dtype)
-        rows = np.array(fill) - 1
-        S[rows], H[rows] = S2[rows], H2[rows]
+    S, H = np.full((L, len(x)), np.nan), np.full(L, np.nan)
+    shown = np.full((L + 1, *x[:n_show].shape), np.nan, dtype=np.float32) if n_show else None
+    # the body's activations are the same for every level: keep them when they fit (an MLP's do)
+    sizes = [h[0].numel() for h in body.activations(x[:1].to(device))]
+    acts = {} if eval_depths == "search" and 4 * sum(sizes) * len(x) <= _EVAL_BYTES else None
+
     evaluated = np.zeros(L, dtype=bool)
-    evaluated[np.array(sorted(set(grid) | set(fill))) - 1] = True
+
+    def run(depths: list[int]) -> np.ndarray:
+        _evaluate_levels(body, decoders, x, device, n_show, chunk, depths, dtype, S, H, shown, acts, max(sizes))
+        evaluated[np.array(depths) - 1] = True
+        return np.median(normalised(S), axis=1)
+
+    run(list(range(1, L + 1))) if eval_depths == "all" or L <= 8 else search_layers(L, rtol, run)
     return S, H, shown, evaluated
 
 
 def _evaluate_levels(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_show: int, chunk: int,
-                     depths: list[int], dtype: torch.dtype):
-    """The cascades from `depths` (sorted, 1-based). S and H rows of other layers are NaN.
+                     depths: list[int], dtype: torch.dtype, S: np.ndarray, H: np.ndarray, shown: np.ndarray | None,
+                     acts: dict | None, widest: int) -> None:
+    """The cascades from `depths` (sorted, 1-based): write their rows of S (L, N), H (L,) and `shown`.
 
     Cascades are run together level by level: at level k, h_k (when k is a cascade's start) and all
     partial reconstructions from deeper starts pass g_k in one batch, which keeps the decoder
     applications as large matmuls. Everything stays on the device until the end of a chunk: one
-    host sync per chunk, none per layer.
+    host sync per chunk, none per layer. `acts` (when not None) keeps the body's activations per chunk
+    for the next call.
     """
-    L, N = len(body), len(x)
+    N = len(x)
     starts = set(depths)
     # The partial reconstructions of a chunk take about 2·L·chunk·max_ℓ|h_ℓ| floats (with the cat):
     # cap the chunk to ~1 GiB of them, which wide conv layers (cnn with 128 channels at 28×28, VGG at
     # 224×224) would otherwise exceed many times over. MLP-sized bodies keep the requested chunk.
-    widest = max(h[0].numel() for h in body.activations(x[:1].to(device)))
     chunk = max(1, min(chunk, max(n_show, _EVAL_BYTES // (8 * len(depths) * widest))))  # n_show: from chunk 1
-    S = torch.empty(len(depths), N, dtype=dtype, device=device)
+    out = torch.empty(len(depths), N, dtype=dtype, device=device)
     # Per-pixel mean and sum of squared deviations, per chunk (two-pass, accurate in float32 too) and
     # merged across chunks in float64 (Chan et al.), give σ_i for H without keeping all x̂. The naive
     # E[q²] − E[q]² cancels catastrophically in float32 where deep reconstructions barely vary.
     n_seen, mean, m2 = 0, None, None
-    shown = None
     for i in range(0, N, chunk):
         xb = x[i:i + chunk].to(device, non_blocking=True)
-        hs = body.activations(xb)
+        key = (i, len(xb))
+        hs = acts.get(key) if acts is not None else None
+        if hs is None:
+            hs = body.activations(xb)
+            if acts is not None:
+                acts[key] = hs
         partial = None  # (m, n, *shape): partial reconstructions from the starts > k, now at level k
         for k in range(depths[-1], 0, -1):
             if k in starts:
@@ -453,14 +490,9 @@ def _evaluate_levels(body: Body, decoders: nn.ModuleList, x: torch.Tensor, devic
             mean = mean + delta * (n_c / (n_seen + n_c))
         n_seen += n_c
         p = as_distribution(xb, dtype=dtype)
-        S[:, i:i + len(xb)] = kl(p, q)  # relative_entropy(xb, x̂), sharing q with H
-        if i == 0 and n_show:
-            shown = torch.full((L + 1, *xb[:n_show].shape), math.nan)  # layers not evaluated stay NaN
-            shown[0], shown[depths] = xb[:n_show].float().cpu(), partial[:, :n_show].float().cpu()
-            shown = shown.numpy()
-    sigma = (m2 / N).sqrt()
-    H_rows = differential_entropy_rows(sigma)
+        out[:, i:i + len(xb)] = kl(p, q)  # relative_entropy(xb, x̂), sharing q with H
+        if i == 0 and shown is not None:
+            shown[0], shown[depths] = xb[:n_show].float().cpu().numpy(), partial[:, :n_show].float().cpu().numpy()
     rows = np.array(depths) - 1
-    S_full, H_full = np.full((L, N), np.nan), np.full(L, np.nan)
-    S_full[rows], H_full[rows] = S.double().cpu().numpy(), H_rows.double().cpu().numpy()
-    return S_full, H_full, shown
+    S[rows] = out.double().cpu().numpy()
+    H[rows] = differential_entropy_rows((m2 / N).sqrt()).double().cpu().numpy()
