@@ -93,3 +93,16 @@ def test_console_script_is_installed():
     p = subprocess.run([exe, "theory", "--json"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "critical_sigma_w2" in json.loads(p.stdout)
+
+
+def test_console_script_quick_exit_flushes_output_and_keeps_the_exit_code(tmp_path):
+    """probe and theory end with os._exit: what they printed or plotted is all there, and bad input is still 2."""
+    exe = shutil.which("reconent") or str(__import__("pathlib").Path(sys.executable).parent / "reconent")
+    png = tmp_path / "profile.png"
+    p = subprocess.run([exe, "probe", "--depth", "3", "--train-samples", "64", "--eval-samples", "20", "--json",
+                        "--plot", str(png)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    o = json.loads(p.stdout)
+    assert o["layers"] == 3 and len(o["relative_entropy_median"]) == 3 and png.stat().st_size > 1000
+    bad = subprocess.run([exe, "probe", "--eval-depths", "some"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("reconent: error:") and not bad.stdout

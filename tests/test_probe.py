@@ -125,3 +125,21 @@ def test_probe_on_cuda_leaves_the_callers_body_on_the_cpu():
     x = torch.rand(64, 16)
     probe(body, x, x[:8], device="cuda")
     _assert_same_state(before, _state(body))
+
+
+def test_stack_adam_steps_exactly_as_torch_optim_adam():
+    """The stacked loop's Adam (functional form, no torch._dynamo import) gives torch.optim.Adam's numbers."""
+    from reconent.science.probe import _StackAdam
+
+    g = torch.Generator().manual_seed(0)
+    ours = [torch.randn(3, 5, 5, generator=g), torch.randn(3, 5, generator=g)]
+    theirs = [p.clone().requires_grad_(True) for p in ours]
+    opt, ref = _StackAdam(ours, 1e-2, torch.device("cpu")), torch.optim.Adam(theirs, lr=1e-2, fused=True)
+    for _ in range(4):
+        grads = [torch.randn(p.shape, generator=g) for p in ours]
+        for p, q, gr in zip(ours, theirs, grads):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p, q.detach())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.adam import adam as _adam  # Adam's functional form (_StackAdam)
 
 from .entropy import as_distribution, cutoff_from_normalised, differential_entropy_rows, kl, normalised
 from . import models
@@ -217,6 +218,24 @@ def _fast_adam(device: torch.device) -> dict:
 _INPLACE = {"tanh": torch.Tensor.tanh_, "relu": torch.Tensor.relu_}
 
 
+class _StackAdam:
+    """`torch.optim.Adam(params, lr)` for the stacked decoders (defaults: betas (0.9, 0.999), eps 1e-8), stepped
+    through its functional form `torch.optim.adam.adam`: the same kernel and the same numbers, without
+    `torch.optim.Optimizer`, whose first use imports torch._dynamo (about 1 s of a CPU probe).
+    tests/test_probe.py checks the stacked path against the generic one, which uses torch.optim.Adam."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, device: torch.device):
+        self.params, self.lr, self.fused = params, lr, _fast_adam(device).get("fused")
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device if self.fused else "cpu") for p in params]
+
+    def step(self) -> None:
+        _adam(self.params, [p.grad for p in self.params], self.m, self.v, [], self.steps,
+              fused=self.fused, amsgrad=False, beta1=0.9, beta2=0.999, lr=self.lr, weight_decay=0.0,
+              eps=1e-8, maximize=False)
+
+
 def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
     """The wide-MLP hot loop: every decoder at once, gradients by hand, one fused Adam step.
 
@@ -228,8 +247,8 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
     init = body.decoders()  # same streams and init as the generic path
     D = torch.stack([g.weight.data for g in init]).to(device).requires_grad_(True)  # (L, w, w)
     c = torch.stack([g.bias.data for g in init]).to(device).requires_grad_(True)  # (L, w)
-    D.grad, c.grad = torch.zeros_like(D), torch.zeros_like(c)
-    opt = torch.optim.Adam([D, c], lr=lr, **_fast_adam(device))
+    D.grad, c.grad = torch.empty_like(D), torch.empty_like(c)  # written whole every step
+    opt = _StackAdam([D, c], lr, device)
     Wt, bs, phis = [b.weight.t() for b in body], [b.bias for b in body], [_INPLACE[b.act] for b in body]
     span = batch_size * per_chunk
     H = torch.empty(L + 1, span, w, device=device)  # h_0..h_L of the current chunk

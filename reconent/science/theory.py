@@ -17,7 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
-from scipy.optimize import brentq
 
 # Probabilists' Gauss-Hermite integrates against e^{-z²/2}; dividing the weights by √(2π) makes
 # Σ w f(z) = ∫Dz f(z). N is even, so no node sits at z = 0: relu's kink is never sampled and, the
@@ -34,6 +33,12 @@ ACTIVATIONS = {  # name -> (φ, φ')
     "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
     "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
 }
+def _brentq(*args, **kw):  # scipy is imported on first use: the probe command needs no root finding
+    from scipy.optimize import brentq
+
+    return brentq(*args, **kw)
+
+
 _CRIT_TOL = 1e-10  # |χ - 1| below this is float noise: call it critical (ξ would exceed 1e10 layers)
 
 
@@ -113,7 +118,7 @@ def _q_star(sw, sb, activation):
     f = lambda t: q_map(math.exp(t), sw, sb, activation) / math.exp(t) - 1.0
     # M(q) ≤ σ_w² + σ_b² since tanh² < 1, so q* lies below that; at q = 1e-30 the ratio is ≫ 1 with
     # bias and ≈ σ_w² > 1 without.
-    return math.exp(brentq(f, math.log(1e-30), math.log(sw + sb), xtol=1e-15))
+    return math.exp(_brentq(f, math.log(1e-30), math.log(sw + sb), xtol=1e-15))
 
 
 def _c_star(sw, sb, activation, q, chi1):
@@ -132,7 +137,7 @@ def _c_star(sw, sb, activation, q, chi1):
         return 0.0
     for hi in (0.5, 0.9, 0.99, 0.999, 1 - 1e-4, 1 - 1e-6, 1 - 1e-8, 1 - 1e-10, 1 - 1e-12):
         if h(hi) < 0:
-            return brentq(h, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
+            return _brentq(h, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
         lo = hi
     return 1.0  # within 1e-12 of 1: numerically at criticality
 
@@ -200,7 +205,7 @@ def critical_sigma_w2(sigma_b2, activation="tanh"):
         if hi > 1e4:
             raise ValueError(f"no critical sigma_w2 below 1e4 for sigma_b2={sigma_b2}")
     # maxiter: at σ_b² = 0 the root sits where q* leaves 0 and χ₁ has a kink; bisection steps get there.
-    return brentq(f, lo, hi, xtol=1e-12, maxiter=500)
+    return _brentq(f, lo, hi, xtol=1e-12, maxiter=500)
 
 
 def trainable_depth(sigma_w2, sigma_b2, activation="tanh", factor=6.0):
