@@ -48,7 +48,8 @@ def add_probe_args(p) -> None:
     p.add_argument("--train-samples", type=pos_int, default=None, help="default: the whole training split")
     p.add_argument("--eval-samples", type=number(int, 2), default=500)
     p.add_argument("--eval-depths", default="search", choices=EVAL_DEPTHS,
-                   help="search (default): a grid of depths, then every layer around the cutoff; all: every "
+                   help="search (default): a sparse grid of depths, then finer grids around the cutoff, down to "
+                   "every layer; all: every "
                    "cascade, O(depth²) (docs/performance.md, 'Deep probes')")
     p.add_argument("--entropy-dtype", default="float64", choices=ENTROPY_DTYPES)
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (default: plain fp32)")
@@ -93,7 +94,7 @@ def _probe_table(o: dict) -> None:
           f"{o['train_seconds']:.1f} s, evaluation {o['eval_seconds']:.1f} s; {o['path']} path)")
     if o["evaluated_layers"] < o["layers"]:
         print(f"eval-depths {o['eval_depths']}: {o['evaluated_layers']} of {o['layers']} layers evaluated "
-              "(a grid, then every layer around the cutoff); --eval-depths all for every layer")
+              "(coarse to fine around the cutoff); --eval-depths all for every layer")
     print(f"{'layer':>5} {'S median':>10} {'S q25':>9} {'S q75':>9} {'S/S_L':>8} {'H diff':>9} {'dec loss':>9}")
     for i in range(o["layers"]):
         if o["relative_entropy_median"][i] is None:  # not evaluated (--eval-depths search)

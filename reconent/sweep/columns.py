@@ -76,8 +76,9 @@ SETTINGS = {
                identity=False),
         _samples,
         Column("eval_samples", _int, "held-out samples the entropy is measured on"),
-        Column("eval_depths", _str, "`all` (every cascade, O(L²)) or `search` (a grid of depths, then every layer "
-               "around the cutoff; the other layers are null in the profiles); docs/performance.md",
+        Column("eval_depths", _str, "`all` (every cascade, O(L²)) or `search` (a sparse grid of depths, then finer "
+               "grids around the cutoff down to every layer; the other layers are null in the profiles); "
+               "docs/performance.md",
                neutral="all"),
         Column("entropy_dtype", _str, "`float64` or `float32`: precision of the entropies", neutral="float64"),
         Column("tf32", _bool, "TF32 matmuls allowed on CUDA (fp32 with a 10-bit mantissa); no effect on CPU",
