@@ -190,3 +190,31 @@ def test_the_gpu_training_loop_computes_the_cpu_loop_when_run_eagerly():
     for da, db in zip(a[0], b[0]):
         torch.testing.assert_close(db.weight, da.weight, rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(db.bias, da.bias, rtol=1e-4, atol=1e-6)
+
+
+def test_kept_activations_follow_the_chunking_between_levels():
+    """`_evaluate_levels` keeps the body's activations per chunk for the next level; a level with another chunk
+    size (a conv body under the memory cap) recomputes them. Either way: the values of a fresh evaluation."""
+    from reconent.science import archs
+
+    g = torch.Generator().manual_seed(3)
+    ev = torch.rand(40, 1, 12, 12, generator=g)
+    body = archs.build("cnn", 6, (1, 12, 12), seed=0, sigma_w2=1.5, sigma_b2=0.05, channels=4).eval()
+    decoders = body.decoders().eval()
+    L, widest, cpu = len(body), max(h[0].numel() for h in body.activations(ev[:1])), torch.device("cpu")
+
+    def levels(plan, acts):
+        S, H = np.full((L, 40), np.nan), np.full(L, np.nan)
+        with torch.no_grad():
+            for depths, chunk in plan:
+                P._evaluate_levels(body, decoders, ev, cpu, 0, chunk, depths, torch.float64, S, H, None, acts, widest)
+        return S, H
+
+    plan = [([3, 6, 9], 7), ([1, 2], 7), ([4, 5], 16), ([7, 8], 7)]
+    acts = {}
+    kept = levels(plan, acts)
+    assert acts["chunk"] == 7 and sorted(k for k in acts if k != "chunk") == list(range(0, 40, 7))
+    fresh = levels(plan, None)
+    for a, b in zip(kept, fresh):
+        np.testing.assert_array_equal(a, b)
+    assert not np.isnan(kept[0][[0, 1, 2, 3, 4, 5, 6, 7, 8]]).any()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -373,8 +372,8 @@ SEARCH_SPAN = 2  # each finer level covers the layers up to this many evaluated 
 
 def search_strides(L: int) -> list[int]:
     """The strides of `eval_depths="search"`, coarse to fine: about L/8, then each about 2.5 times finer,
-    down to 1 (25, 10, 4, 2, 1 at L = 200; 12, 5, 2, 1 at L = 100). Chosen by replaying the search on 51
-    exhaustive profiles (docs/performance.md, "Deep probes")."""
+    down to 1 (25, 10, 4, 2, 1 at L = 200; 12, 5, 2, 1 at L = 100). Chosen by replaying the search on every
+    exhaustive profile we had (analysis/phase_diagram/search_check.py; docs/performance.md, "Deep probes")."""
     s = max(2, round(L / 8))
     out = [s]
     while s > 1:
@@ -453,7 +452,10 @@ def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_sh
         evaluated[np.array(depths) - 1] = True
         return np.median(normalised(S), axis=1)
 
-    run(list(range(1, L + 1))) if eval_depths == "all" or L <= 8 else search_layers(L, rtol, run)
+    if eval_depths == "all" or L <= 8:
+        run(list(range(1, L + 1)))
+    else:
+        search_layers(L, rtol, run)
     return S, H, shown, evaluated
 
 
@@ -474,6 +476,9 @@ def _evaluate_levels(body: Body, decoders: nn.ModuleList, x: torch.Tensor, devic
     # cap the chunk to ~1 GiB of them, which wide conv layers (cnn with 128 channels at 28×28, VGG at
     # 224×224) would otherwise exceed many times over. MLP-sized bodies keep the requested chunk.
     chunk = max(1, min(chunk, max(n_show, _EVAL_BYTES // (8 * len(depths) * widest))))  # n_show: from chunk 1
+    if acts is not None and acts.get("chunk") != chunk:  # kept activations are per chunk: one chunking at a time
+        acts.clear()
+        acts["chunk"] = chunk
     out = torch.empty(len(depths), N, dtype=dtype, device=device)
     # Per-pixel mean and sum of squared deviations, per chunk (two-pass, accurate in float32 too) and
     # merged across chunks in float64 (Chan et al.), give σ_i for H without keeping all x̂. The naive
@@ -481,12 +486,11 @@ def _evaluate_levels(body: Body, decoders: nn.ModuleList, x: torch.Tensor, devic
     n_seen, mean, m2 = 0, None, None
     for i in range(0, N, chunk):
         xb = x[i:i + chunk].to(device, non_blocking=True)
-        key = (i, len(xb))
-        hs = acts.get(key) if acts is not None else None
+        hs = acts.get(i) if acts is not None else None
         if hs is None:
             hs = body.activations(xb)
             if acts is not None:
-                acts[key] = hs
+                acts[i] = hs
         partial = None  # (m, n, *shape): partial reconstructions from the starts > k, now at level k
         for k in range(depths[-1], 0, -1):
             if k in starts:

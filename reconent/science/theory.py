@@ -33,6 +33,8 @@ ACTIVATIONS = {  # name -> (φ, φ')
     "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
     "relu": (lambda x: np.maximum(x, 0.0), lambda x: (x > 0).astype(float)),
 }
+
+
 def _brentq(*args, **kw):  # scipy is imported on first use: the probe command needs no root finding
     from scipy.optimize import brentq
 
