@@ -1,6 +1,7 @@
 """The phase-diagram study's numbers and figures, from the stored sweep (run spec.yaml first).
 
     .venv/bin/python analysis/phase_diagram/study.py [results/phase_diagram]
+    .venv/bin/python analysis/phase_diagram/study.py results/phase_diagram_200   # spec_200.yaml: *_200 files
 
 Writes next to this file:
 - report/ (`reconent report`: phase.png is the pair of heatmaps over (σ_w², depth), relative and
@@ -44,15 +45,18 @@ def main(uri: str = "results/phase_diagram") -> None:
            "first_start": str(p["started_at"].min()), "last_finish": str(p["finished_at"].max()),
            "search_agrees": sum(abs(r["cutoff"] - r["cutoff_search_replayed"]) <= max(1, 0.03 * r["cutoff"])
                                 for r in rows), "rows": rows}
-    (HERE / "study.json").write_text(json.dumps(out, indent=1) + "\n")
+    # spec.yaml (sweep phase_diagram, depth 100) writes study.json, heatmaps.png and report/;
+    # spec_200.yaml (phase_diagram_200) the same names with the suffix _200
+    tag = str(p["sweep"].iloc[0]).removeprefix("phase_diagram")
+    (HERE / f"study{tag}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"{'σ_w²':>5} {'cutoff':>6} {'search':>6} {'6ξ_c':>7} {'χ₁':>6} {'s':>6}")
     for r in rows:
         print(f"{r['sigma_w2']:>5.2f} {r['cutoff']:>6} {r['cutoff_search_replayed']:>6} {r['six_xi_c']:>7.1f} "
               f"{r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
-    paper_heatmaps(p, HERE / "heatmaps.png",
+    paper_heatmaps(p, HERE / f"heatmaps{tag}.png",
                    title=f"wide tanh MLP on mnist5k, σ_b² = 0.05: {len(rows)} probes of depth {rows[0]['depth']}")
-    subprocess.run([str(Path(sys.executable).with_name("reconent")), "report", uri, "-o", str(HERE / "report")],
+    subprocess.run([str(Path(sys.executable).with_name("reconent")), "report", uri, "-o", str(HERE / f"report{tag}")],
                    check=True)
 
 

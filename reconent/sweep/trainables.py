@@ -36,13 +36,31 @@ def point_trainable(config: dict) -> None:
         store.record_failure(point["kind"], point_id(point), f"{type(e).__name__}: {e}")
         raise
     finally:
-        # Reused actors share the GPU with fractional trials: one trial's cached blocks must not be
-        # the next one's out-of-memory.
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_memory()
     tune.report({"final": True, "point_id": row["point_id"], "status": row["status"], "error": row["error"],
                  "compute_seconds": row["seconds"], "node_id": row["node_id"],
                  "reached": row.get("reached")})  # the verdict a search strategy learns from
+
+
+def release_memory() -> None:
+    """Give a finished trial's memory back before the reused actor runs the next one.
+
+    CUDA: the caching allocator's blocks (fractional trials share the GPU). Linux: glibc keeps what a
+    trial freed in the malloc arena of the thread it ran in, and Tune runs each trial in a new thread;
+    a reused actor grew from 4.6 to 11.9 GB over five depth-200 probes until Ray's memory monitor
+    killed it. malloc_trim hands those free pages back to the OS.
+    """
+    import ctypes
+    import ctypes.util
+
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None  # glibc only (not musl, macOS)
+    if trim is not None:
+        trim(0)
 
 
 def noop_trainable(config: dict) -> None:
