@@ -144,3 +144,27 @@ def test_report_escapes_data(tmp_path):
     assert "<li>a note with &lt;script&gt;alert(1)&lt;/script&gt; &amp; more</li>" in html
     assert "name: x  # &lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<li><b>Probe cutoff</b>" in html  # the template's own markup stays HTML
+
+
+def test_a_log_sigma_axis_labels_few_values_by_name_and_many_by_decade():
+    """Swept σ_w² values label a log axis when they fit; 31 of them (the phase diagram) overlapped."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reconent.analysis.figures import _sigma_ticks
+
+    few, many = [0.5, 1.0, 1.76, 3.0], list(np.round(np.linspace(0.1, 6.0, 31), 2))
+    for xs, expect in ((few, [f"{x:g}" for x in few]), (many, None)):
+        fig, ax = plt.subplots()
+        ax.set_xscale("log")
+        ax.plot(xs, np.ones(len(xs)))
+        _sigma_ticks(ax, xs, True)
+        fig.canvas.draw()
+        lo, hi = ax.get_xlim()
+        labels = [t.get_text() for t in ax.get_xticklabels() if lo <= t.get_position()[0] <= hi]
+        plt.close(fig)
+        if expect:
+            assert labels == expect
+        else:
+            assert 3 <= len(labels) <= 10 and {"0.1", "1", "5"} <= set(labels), labels

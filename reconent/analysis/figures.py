@@ -30,9 +30,17 @@ def _logx(x) -> bool:
 
 
 def _sigma_ticks(ax, xs, log: bool) -> None:
-    if log:  # label the swept values themselves; 10^0-style ticks say little about a σ_w² grid
+    if not log:
+        return
+    if len(xs) <= 12:  # label the swept values themselves; 10^0-style ticks say little about a σ_w² grid
         ax.set_xticks(xs, [f"{x:g}" for x in xs], minor=False)
         ax.set_xticks([], minor=True)
+    else:  # more values than fit as labels (31 in analysis/phase_diagram): 0.1, 0.2, 0.5, 1, 2, 5, ...
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _edges(x, log: bool = False) -> np.ndarray:
