@@ -51,16 +51,16 @@ def release_memory() -> None:
     killed it. malloc_trim hands those free pages back to the OS.
     """
     import ctypes
-    import ctypes.util
 
     import torch
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None  # glibc only (not musl, macOS)
-    if trim is not None:
-        trim(0)
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # glibc's, from the process's own symbols; absent elsewhere
+    except (AttributeError, OSError, TypeError):
+        return
+    trim(0)
 
 
 def noop_trainable(config: dict) -> None:
