@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from reconent.science import archs
-from reconent.science.probe import probe
+from reconent.science.models import Dense
+from reconent.science.probe import _stacked_activations, probe
 
 
 def matmul_peak(device: torch.device, sizes=None, seconds: float = 0.5) -> float:
@@ -63,51 +64,167 @@ def probe_flops_per_step(body, batch_size: int) -> float:
 def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
                 device: str = "cpu", stacked: bool | None = None, channels: int | None = None,
                 image: tuple[int, int, int] = (1, 28, 28), eval_samples: int = 500,
-                eval_depths: tuple[str, ...] = ("search", "all")) -> dict:
-    """Time the probe's training loop on a paper-sized body, its evaluation, then the matmul peak in
-    the same process.
+                eval_depths: tuple[str, ...] = ("search", "all"), dataset: str | None = None,
+                checkpoints: str = "none", cache: bool | None = None, data_root=None) -> dict:
+    """Time the probe's training loop on a paper-sized body, its evaluation, then the matmul peak and the
+    training's floor in the same process.
 
     mlp: `width` inputs and hidden units (stacked path). cnn/resnet: `channels` (default 128/32)
-    on MNIST-shaped random images `image`, at the Xiao et al. point σ_w² = 1.05, σ_b² = 2e-5
+    on MNIST-shaped images `image`, at the Xiao et al. point σ_w² = 1.05, σ_b² = 2e-5
     (generic path); `depth` counts the blocks after the 3-layer stem.
-    Evaluation runs on `eval_samples` random inputs once per mode in `eval_depths` ("search", the
-    default of the probe, and "all", every cascade), each timed apart from the training; on CUDA the
-    peak is the fp32 peak (TF32 off) and `cuda_peak_memory_gib` the most the probe held.
+    dataset None: random inputs, `steps` mini-batches of them (one pass, the body recomputed every step).
+    dataset "mnist5k" (any name `reconent.science.data.load` knows): its training split, cycled in reshuffled
+    passes for `steps` steps, so the cached body activations (`cache`, automatic when cycled) are measured;
+    evaluation on `eval_samples` of its test split. `checkpoints` ("none" by default, so the training time is
+    clean) adds intermediate evaluations, timed apart (`checkpoint_seconds`).
+    Evaluation runs once per mode in `eval_depths` ("search", the default of the probe, and "all", every
+    cascade), each timed apart from the training; on CUDA the peak is the fp32 peak (TF32 off) and
+    `cuda_peak_memory_gib` the most the probe held.
+
+    The floor (stacked path only; `probe_floor`): the step's batched decoder matmuls at the best speed torch
+    reaches on exactly their shapes, the body's forward too when it is not cached, plus Adam's 7 passes over
+    the decoders at the copy bandwidth measured here. `floor_ratio` = train_seconds / floor_seconds.
+    `gflops` counts the matmul work done: for a cached MLP the decoders' two matmuls per step and the body's
+    forward over the split once; otherwise the three of `probe_flops_per_step`.
     """
     dev = torch.device(device)
     a = archs.get(arch)
-    # The paper's setting of the architecture; an MLP's input is as wide as its hidden layers.
-    in_shape = (width or a.bench["in_shape"][0],) if a.size == "width" else tuple(image or a.bench["in_shape"])
+    if dataset is None:
+        # The paper's setting of the architecture; an MLP's input is as wide as its hidden layers.
+        in_shape = (width or a.bench["in_shape"][0],) if a.size == "width" else tuple(image or a.bench["in_shape"])
+    else:
+        from reconent.science import data as datasets
+
+        d = datasets.load(dataset, data_root)
+        in_shape = d.shape
     size = {"width": width, "channels": channels}[a.size]
     body = archs.build(arch, depth, in_shape, sigma_w2=a.bench["sigma_w2"], sigma_b2=a.bench["sigma_b2"], seed=0,
                        **{a.size: size})
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(steps * batch_size, *in_shape, generator=gen)
-    ev = torch.rand(eval_samples, *in_shape, generator=gen)
-    probe(body, x[: 4 * batch_size], ev[:8], batch_size=batch_size, device=dev, stacked=stacked)  # warm-up
+    if dataset is None:
+        x = torch.rand(steps * batch_size, *in_shape, generator=gen)
+        ev = torch.rand(eval_samples, *in_shape, generator=gen)
+    else:
+        x, ev = d.train_x, d.test_x[torch.randperm(len(d.test_x), generator=gen)[:eval_samples]]
+    kw = dict(batch_size=batch_size, device=dev, stacked=stacked, cache=cache)
+    probe(body, x[: 4 * batch_size], ev[:8], steps=2, checkpoints="none", **kw)  # warm-up
+    # The bandwidth of a VM's memory drifts by tens of percent within minutes: measured before and after the
+    # training, the floor takes the better one (a stricter floor).
+    bandwidth = copy_bandwidth(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    runs = {mode: probe(body, x, ev, batch_size=batch_size, device=dev, stacked=stacked, eval_depths=mode)
+    runs = {mode: probe(body, x, ev, steps=steps, checkpoints=checkpoints, eval_depths=mode, **kw)
             for mode in eval_depths or ("search",)}
-    evals = {m: {"eval_seconds": q.seconds - q.train_seconds, "evaluated_layers": int(q.evaluated.sum()),
-                 "cutoff": q.cutoff()} for m, q in runs.items()}
+    evals = {m: {"eval_seconds": q.seconds - q.train_seconds - q.checkpoint_seconds,
+                 "evaluated_layers": int(q.evaluated.sum()), "cutoff": q.cutoff()} for m, q in runs.items()}
     r = next(iter(runs.values()))  # the training is the same in each run: the first one's is reported
-    gflops = probe_flops_per_step(body, batch_size) * r.steps / r.train_seconds / 1e9
+    per_step = probe_flops_per_step(body, batch_size)
+    dense = all(isinstance(b, Dense) for b in body)
+    work = (per_step * 2 / 3 * r.steps_run + per_step / 3 / batch_size * len(x)) if r.cached and dense \
+        else per_step * r.steps_run
+    gflops = work / r.train_seconds / 1e9
     peak_memory = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    del runs  # the decoders: memory for the floor's operands
     peak = matmul_peak(dev)
+    floor = probe_floor(len(body), body[0].n_in, batch_size, dev, r.cached, bandwidth=bandwidth) \
+        if r.path == "stacked" else None
+    f = {k: None for k in ("floor_seconds", "floor_ratio", "floor_matmul_seconds", "floor_adam_seconds",
+                           "bandwidth_gbs", "bandwidth_gbs_measured", "cache_build_seconds")}
+    if floor:
+        mm, adam = floor["matmul_seconds"] * r.steps_run, floor["adam_seconds"] * r.steps_run
+        f = {"floor_seconds": mm + adam, "floor_ratio": r.train_seconds / (mm + adam), "floor_matmul_seconds": mm,
+             "floor_adam_seconds": adam, "bandwidth_gbs": floor["bandwidth_gbs"],
+             "bandwidth_gbs_measured": [bandwidth, floor["bandwidth_measured_gbs"]], "cache_build_seconds": None}
+        if r.cached:  # part of train_seconds, once per probe, not in the floor: timed apart
+            t = time.perf_counter()
+            _stacked_activations(body, x.to(dev), dev)
+            f["cache_build_seconds"] = time.perf_counter() - t
     # FLOPs are nominal (direct convolution). oneDNN's 3×3 conv kernels beat torch.mm's plain sgemm on
     # some CPUs (measured here: ~270-340 against ~200 GFLOP/s), so a conv probe's ratio can exceed 1.
     return {
         "bench": "probe", "device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(),
         "arch": arch, "width": width if a.size == "width" else None,
         "channels": body[0].out_shape[0] if a.size == "channels" else None, "layers": len(body), "depth": depth,
-        "batch_size": batch_size, "steps": r.steps, "path": r.path,
-        "ms_per_step": 1e3 * r.train_seconds / r.steps, "train_seconds": r.train_seconds,
-        "eval_samples": eval_samples, "eval": evals,
+        "dataset": dataset, "train_samples": len(x), "cached": bool(r.cached),
+        "batch_size": batch_size, "steps": r.steps_run, "path": r.path,
+        "ms_per_step": 1e3 * r.train_seconds / r.steps_run, "train_seconds": r.train_seconds,
+        "probe_seconds": r.seconds, **f,
+        "checkpoints": r.settings["checkpoints"], "checkpoint_steps": r.checkpoint_steps,
+        "checkpoint_seconds": r.checkpoint_seconds, "cutoff_by_steps": r.cutoff_by_steps(),
+        "eval_samples": len(ev), "eval": evals,
         "eval_seconds": evals[next(iter(evals))]["eval_seconds"],
         "gflops": gflops, "peak_gflops": peak, "efficiency": gflops / peak, "torch": torch.__version__,
         "cuda_peak_memory_gib": peak_memory, "tf32": False, "load_average": os.getloadavg()[0],
     }
+
+
+def _best(fn, device: torch.device, reps: int = 5) -> float:
+    """The fastest of `reps` timed runs of fn(), after one untimed run."""
+    cuda = device.type == "cuda"
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        if cuda:
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def copy_bandwidth(device: torch.device, nbytes: int = 2**29) -> float:
+    """Memory bandwidth in GB/s: bytes read and written by a large `Tensor.copy_`, best of a few."""
+    src = torch.rand(nbytes // 4, device=device)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / _best(lambda: dst.copy_(src), device, reps=10) / 1e9
+
+
+def probe_floor(L: int, w: int, batch_size: int, device: torch.device, cached: bool, per_chunk: int = 8,
+                bandwidth: float = 0.0) -> dict:
+    """Seconds per step below which the stacked probe's training cannot go on this machine, measured now.
+
+    matmul_seconds: the decoders' forward, L×(B×w @ w×w), and weight gradient, L×(w×B @ B×w), each at the best
+    speed torch reaches on exactly these shapes (as one batched matmul or as L plain ones, whichever is faster),
+    plus, when the body's activations are not cached, its forward L×(B·per_chunk×w @ w×w) per `per_chunk` steps.
+    adam_seconds: Adam's ~7 passes over the decoders' L·w·w + L·w floats (read parameter, gradient and both
+    moments; write parameter and moments) at the bandwidth of a large copy (`bandwidth_gbs`: the better of
+    the one measured here and `bandwidth`, one measured earlier in the process). A copy's stores also read
+    their lines first, so a fused Adam can beat this figure (measured here: 45-92 GB/s against a 38-61 GB/s
+    copy); the Adam term of the floor is lenient.
+    Elementwise work (tanh, the residual, the gather) is not in the floor: it is what the ratio measures.
+    """
+    B, span = batch_size, batch_size * per_chunk
+    g = torch.Generator(device=device).manual_seed(0)
+    h = torch.rand(L, B, w, device=device, generator=g)
+    D = torch.randn(L, w, w, device=device, generator=g)
+    c = torch.zeros(L, 1, w, device=device)
+    out = torch.empty(L, B, w, device=device)
+    fwd = min(_best(lambda: torch.baddbmm(c, h, D.transpose(1, 2), out=out), device),
+              _best(lambda: torch.bmm(h, D.transpose(1, 2), out=out), device))
+    grad = torch.empty(L, w, w, device=device)
+
+    def grad_loop():
+        for l in range(L):
+            torch.addmm(grad[l], out[l].t(), h[l], beta=0.0, out=grad[l])
+
+    wgrad = min(_best(lambda: torch.bmm(out.transpose(1, 2), h, out=grad), device), _best(grad_loop, device))
+    body = 0.0
+    if not cached:
+        hc, o, b = torch.rand(span, w, device=device, generator=g), torch.empty(span, w, device=device), c[0, 0]
+
+        def body_loop():
+            for l in range(L):
+                torch.addmm(b, hc, D[l], out=o)
+
+        body = min(_best(body_loop, device, reps=3) / per_chunk, fwd)
+    del h, D, out, grad
+    measured = copy_bandwidth(device)
+    bandwidth = max(bandwidth, measured)
+    return {"matmul_seconds": fwd + wgrad + body, "adam_seconds": 7 * 4 * (L * w * w + L * w) / (bandwidth * 1e9),
+            "bandwidth_gbs": bandwidth, "bandwidth_measured_gbs": measured, "decoder_forward_seconds": fwd,
+            "weight_gradient_seconds": wgrad, "body_forward_seconds": body}
 
 
 def _device_name(dev: torch.device) -> str:

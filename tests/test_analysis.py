@@ -21,6 +21,23 @@ def test_synthetic_profile_has_the_cutoff_it_was_built_for():
         assert cutoff_from_normalised(syn.profile(30, c), 0.005) == c
 
 
+def test_synthetic_rows_carry_their_budget_in_the_schema_3_columns():
+    from reconent.sweep.columns import SCHEMAS
+
+    r = syn.probe_row(1.0, 30, 12, checkpoints={58: 4, 234: 10})
+    assert (r["steps"], r["epochs"], r["steps_run"]) == (938, None, 938) and "checkpoints" in r
+    assert r["checkpoint_steps"] == [58, 234, 938] and r["checkpoints"] == "58,234,938"
+    assert [cutoff_from_normalised(v, 0.005) for v in r["checkpoint_norm_median"]] == [4, 10, 12]
+    assert r["checkpoint_norm_median"][-1] == r["relative_entropy_norm_median"]
+    old = syn.probe_row(1.0, 30, 12, steps=None, epochs=1)  # the budget given as one pass over mnist5k
+    assert (old["steps"], old["epochs"], old["steps_run"], old["checkpoint_steps"]) == (None, 1, 63, None)
+    assert old["point_id"] != r["point_id"]  # another budget is another point
+    t = syn.train_row(1.0, 4, curve=[0.2, 0.5, 0.85, 0.9], epochs=10)
+    assert t["accuracy"] == [0.2, 0.5, 0.85] and t["epochs_run"] == 3 and t["epochs"] == 10
+    for kind, row in (("probe", r), ("probe", old), ("train", t)):
+        assert set(row) <= set(SCHEMAS[kind].names), set(row) - set(SCHEMAS[kind].names)
+
+
 @pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
 def test_boundaries_recovered_from_a_known_grid(seeds):
     p, t = syn.grid(BOUNDARY, 30, DEPTHS, seeds=seeds)

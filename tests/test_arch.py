@@ -104,8 +104,8 @@ def test_build_arguments_are_checked():
 def test_prefix_property_for_conv_bodies(arch):
     g = torch.Generator().manual_seed(5)
     x, ev = torch.rand(192, 1, 28, 28, generator=g), torch.rand(24, 1, 28, 28, generator=g)
-    deep = probe(build(arch, 4, (1, 28, 28), channels=4, seed=2), x, ev, rtol=0.01)
-    shallow = probe(build(arch, 1, (1, 28, 28), channels=4, seed=2), x, ev, rtol=0.01)
+    deep = probe(build(arch, 4, (1, 28, 28), channels=4, seed=2), x, ev, epochs=1, rtol=0.01)
+    shallow = probe(build(arch, 1, (1, 28, 28), channels=4, seed=2), x, ev, epochs=1, rtol=0.01)
     n = 1 + STEM_LAYERS
     assert deep.path == "generic" and deep.depth == 4 + STEM_LAYERS and shallow.depth == n
     np.testing.assert_allclose(deep.relative_entropy[:n], shallow.relative_entropy, rtol=1e-4, atol=1e-6)
@@ -122,7 +122,7 @@ def test_physics_ordered_plateaus_earlier_than_critical(mnist, arch):
     cut = {}
     for sw in (0.3, 1.76):
         body = build(arch, 10, mnist.shape, channels=8, sigma_w2=sw, sigma_b2=0.05, seed=0)
-        r = probe(body, mnist.train_x, mnist.test_x, lr=1e-2, rtol=0.01, eval_samples=300)
+        r = probe(body, mnist.train_x, mnist.test_x, epochs=1, lr=1e-2, rtol=0.01, eval_samples=300)
         assert r.status == "ok"
         cut[sw] = r.cutoff()
     assert cut[0.3] + 3 <= cut[1.76], cut
@@ -135,7 +135,7 @@ def test_cnn_critical_point_is_the_mlp_mean_field_at_xiao_bias():
 
 
 def test_cli_probe_cnn_json(capsys):
-    code = main(["probe", "--arch", "cnn", "--channels", "4", "--depth", "2", "--train-samples", "128",
+    code = main(["probe", "--arch", "cnn", "--channels", "4", "--depth", "2", "--epochs", "1", "--train-samples", "128",
                  "--eval-samples", "16", "--sigma-w2", "1.05", "--sigma-b2", "2e-5", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err

@@ -26,8 +26,24 @@ def test_probe_json_contract(capsys, tmp_path):
     assert isinstance(o["cutoff"], int) and 0 <= o["cutoff"] <= 3
     assert len(o["relative_entropy_median"]) == 3 and len(o["differential_entropy"]) == 3
     assert o["seconds"] > 0 and o["depth"] == o["layers"] == 3 and o["device"] == "cpu"
+    # the default budget, 938 decoder steps, read also at steps/16 and steps/4 (the anytime probe)
+    assert o["steps_run"] == 938 and o["checkpoint_steps"] == [58, 234, 938]
+    assert list(o["cutoff_by_steps"]) == ["58", "234", "938"] and o["cutoff_by_steps"]["938"] == o["cutoff"]
     assert png.stat().st_size > 10_000 and rec.stat().st_size > 10_000
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_probe_budget_flags(capsys):
+    code, out, _ = run(capsys, "probe", *FAST, "--epochs", "2", "--checkpoints", "none", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["steps_run"] == 4 and list(o["cutoff_by_steps"]) == ["4"]  # 2 passes of 2 batches
+    code, out, _ = run(capsys, "probe", *FAST, "--steps", "5", "--checkpoints", "2,3", "--json")
+    o = json.loads(out)
+    assert code == 0 and o["steps_run"] == 5 and list(o["cutoff_by_steps"]) == ["2", "3", "5"]
+    for bad, word in ((["--steps", "5", "--epochs", "1"], "--epochs"), (["--steps", "5", "--checkpoints", "9"], "1..5"),
+                      (["--checkpoints", "soon"], "--checkpoints")):
+        code, out, err = run(capsys, "probe", *FAST, *bad)
+        assert code == 2 and not out and err.startswith("reconent: error:") and word in err and err.count("\n") == 1
 
 
 def test_probe_table(capsys):
@@ -99,7 +115,7 @@ def test_console_script_quick_exit_flushes_output_and_keeps_the_exit_code(tmp_pa
     """probe and theory end with os._exit: what they printed or plotted is all there, and bad input is still 2."""
     exe = shutil.which("reconent") or str(__import__("pathlib").Path(sys.executable).parent / "reconent")
     png = tmp_path / "profile.png"
-    p = subprocess.run([exe, "probe", "--depth", "3", "--train-samples", "64", "--eval-samples", "20", "--json",
+    p = subprocess.run([exe, "probe", "--depth", "3", "--epochs", "1", "--train-samples", "64", "--eval-samples", "20", "--json",
                         "--plot", str(png)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     o = json.loads(p.stdout)

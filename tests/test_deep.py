@@ -25,6 +25,9 @@ def data():
 
 
 def deep(data, sigma_w2, depth=40, **kw):
+    """One pass (4 steps) unless a budget is given: the evaluation settings do not depend on it."""
+    if "steps" not in kw:
+        kw.setdefault("epochs", 1)
     x, ev = data
     return P.probe(mlp(depth, WIDTH, WIDTH, "tanh", sigma_w2, 0.05, seed=0), x, ev, **kw)
 
@@ -160,6 +163,28 @@ def test_bench_probe_reports_training_and_each_evaluation_apart(capsys):
     assert o["eval"]["all"]["evaluated_layers"] == 12 > o["eval"]["search"]["evaluated_layers"]
     assert o["eval"]["all"]["cutoff"] == o["eval"]["search"]["cutoff"]
     assert o["peak_gflops"] > 0 and math.isfinite(o["efficiency"])
+    assert (o["dataset"], o["cached"], o["steps"], o["checkpoints"]) == (None, False, 8, "none")  # random: one pass
+    assert o["floor_seconds"] > 0 and o["floor_ratio"] == pytest.approx(o["train_seconds"] / o["floor_seconds"])
+
+
+def test_bench_probe_on_a_real_split_cycles_it_caches_and_reports_the_floor(capsys):
+    assert main(["bench", "probe", "--dataset", "mnist5k", "--depth", "3", "--steps", "70", "--eval-depths", "search",
+                 "--eval-samples", "20", "--checkpoints", "auto", "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert (o["dataset"], o["train_samples"], o["steps"], o["cached"]) == ("mnist5k", 4000, 70, True)
+    assert o["path"] == "stacked"
+    assert o["checkpoint_steps"] == [4, 17, 70] and o["checkpoints"] == "auto" and o["checkpoint_seconds"] > 0
+    assert list(o["cutoff_by_steps"]) == ["4", "17", "70"]
+    assert o["cutoff_by_steps"]["70"] == o["eval"]["search"]["cutoff"]
+    assert o["floor_seconds"] == pytest.approx(o["floor_matmul_seconds"] + o["floor_adam_seconds"])
+    assert o["floor_ratio"] == pytest.approx(o["train_seconds"] / o["floor_seconds"])
+    assert o["bandwidth_gbs"] == max(o["bandwidth_gbs_measured"]) > 0 and o["cache_build_seconds"] > 0
+    assert main(["bench", "probe", "--dataset", "mnist5k", "--depth", "2", "--steps", "70", "--eval-depths", "search",
+                 "--eval-samples", "20", "--cache", "off", "--json"]) == 0
+    o = json.loads(capsys.readouterr().out)
+    assert o["cached"] is False and o["checkpoint_steps"] == [70] and o["cache_build_seconds"] is None
+    assert main(["bench", "probe", "--checkpoints", "0,x"]) == 2
+    assert "--checkpoints" in capsys.readouterr().err
 
 
 def test_paper_heatmaps_draw_the_stored_profiles_and_the_boundary(tmp_path):

@@ -56,7 +56,7 @@ def test_build_and_probe_the_toy(toy):
     assert body[1].n_in == TOY_WIDTH
     assert len(archs.build("toy", 2, (16,), width=5)[0].bias) == 5
     g = torch.Generator().manual_seed(0)
-    r = probe(body, torch.rand(96, 16, generator=g), torch.rand(10, 16, generator=g), rtol=toy.rtol)
+    r = probe(body, torch.rand(96, 16, generator=g), torch.rand(10, 16, generator=g), epochs=1, rtol=toy.rtol)
     assert r.status == "ok" and r.relative_entropy.shape == (3, 10) and r.path == "generic"  # 16 -> 12: not square
     assert 0 <= r.cutoff() <= 3 and np.isfinite(r.decoder_loss).all()
 
@@ -67,7 +67,7 @@ def test_a_sweep_spec_and_a_sweep_point_of_the_toy(toy, tmp_path):
 
     spec = load_spec({"name": "toy", "dataset": "mnist5k", "arch": "toy", "storage": str(tmp_path / "s"),
                       "grid": {"sigma_w2": [1.76], "depth": [2, 3], "width": [8]},
-                      "probe": {"train_samples": 64, "eval_samples": 8}}, check_storage=False)
+                      "probe": {"epochs": 1, "train_samples": 64, "eval_samples": 8}}, check_storage=False)
     points = spec.points()
     assert [p["arch"] for p in points] == ["toy", "toy"]
     assert all(p["rtol"] == toy.rtol for p in points)  # the arch's default cutoff tolerance
@@ -90,8 +90,8 @@ def test_the_cli_offers_and_runs_the_toy(toy, capsys):
     from reconent import cli
 
     assert cli.parser().parse_args(["probe", "--arch", "toy", "--depth", "2"]).arch == "toy"
-    code = cli.main(["probe", "--arch", "toy", "--depth", "2", "--train-samples", "64", "--eval-samples", "8",
-                     "--json"])
+    code = cli.main(["probe", "--arch", "toy", "--depth", "2", "--epochs", "1", "--train-samples", "64",
+                     "--eval-samples", "8", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["arch"] == "toy" and out["layers"] == 2 and out["status"] == "ok"

@@ -65,7 +65,7 @@ def fake_rows(spec_path, status="ok", finished=None) -> list[dict]:
         r.update(status=status, seconds=0.1, device="cpu", started_at=t, finished_at=t)
         if status == "ok":
             r.update({c: list(np.linspace(1, 0, p["depth"])) for c in columns.PROFILES})
-            r.update(cutoff=1, steps=1, train_seconds=0.1, path="stacked")
+            r.update(cutoff=1, steps_run=63, train_seconds=0.1, path="stacked")
         else:
             r["error"] = "ValueError: an impossible setting"
         out.append(r)
@@ -333,18 +333,31 @@ def v1_point_id(point: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def write_v1_part(folder: Path, row: dict, point: dict) -> Path:
-    """A part as schema-1 code wrote it: named by the v1 id, schema_version 1 in the row and the footer,
-    without the settings added since (v1 had no such columns and hashed no such keys)."""
-    later = set(columns.NEUTRAL["probe"])
+# What schema 3 added to a probe row: the budget `steps` and `checkpoints` settings, and results
+# (schema 1 and 2 had a result `steps`, the steps taken, which schema 3 calls `steps_run`).
+V3_PROBE = ("steps", "checkpoints", "steps_run", "checkpoint_steps", "checkpoint_norm_median")
+
+
+def write_old_part(folder: Path, row: dict, point: dict, version: int) -> Path:
+    """A probe part as schema-1 or schema-2 code wrote it: the columns of that schema only (the result `steps`
+    holding the steps taken), schema_version in the row and the footer, named by that schema's point id
+    (v1: every setting hashed; v2: also without the settings it left at their neutral value)."""
+    later = set(V3_PROBE) | (set(columns.NEUTRAL["probe"]) if version == 1 else set())
     point = {k: v for k, v in point.items() if k not in later}
-    row = {**{k: v for k, v in row.items() if k not in later}, "point_id": v1_point_id(point), "schema_version": 1}
-    schema = pa.schema([f for f in columns.SCHEMAS["probe"] if f.name not in later],
-                       metadata={columns.META_KEY: b"1", b"reconent_kind": b"probe"})
+    pid = v1_point_id(point) if version == 1 else columns.point_id(point)
+    row = {**{k: v for k, v in row.items() if k not in later}, "point_id": pid, "schema_version": version,
+           "steps": row["steps_run"]}
+    fields = [f for f in columns.SCHEMAS["probe"] if f.name not in later]
+    fields.insert([f.name for f in fields].index("train_seconds"), pa.field("steps", pa.int64()))
+    schema = pa.schema(fields, metadata={columns.META_KEY: str(version).encode(), b"reconent_kind": b"probe"})
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"part-{row['point_id']}.parquet"
     pq.write_table(pa.Table.from_pylist([row], schema=schema), path)
     return path
+
+
+def write_v1_part(folder: Path, row: dict, point: dict) -> Path:
+    return write_old_part(folder, row, point, 1)
 
 
 def test_rtol_is_not_part_of_the_point_id(tmp_path):
@@ -377,6 +390,36 @@ def test_v1_sweep_keeps_its_results_and_a_rerun_with_another_rtol_computes_nothi
     df = results.load(str(folder.parent))
     assert set(df["point_id"]) == v2 and set(df["schema_version"]) == {columns.SCHEMA_VERSION}
     assert set(df["rtol"]) == {0.005}  # the rule its stored cutoff was computed with
+    assert set(df["steps_run"]) == {63} and df["steps"].isna().all()  # v1's result `steps`, read as what it is
+
+
+@pytest.mark.slow
+def test_v2_sweep_at_one_epoch_is_neither_recomputed_nor_reinterpreted(tmp_path):
+    """Schema 2 stored the steps taken as `steps` and knew only `epochs`: a rerun of its spec (`epochs: 1`)
+    computes nothing, and its rows say 63 steps run at an `epochs` budget, not a budget of 63 steps."""
+    from reconent.sweep.run import run
+
+    spec = write_spec(tmp_path / "s.yaml", tmp_path / "store", {"sigma_w2": [1.0, 2.0], "depth": [2, 3]})
+    pts = load_spec(spec).points()
+    assert {p["epochs"] for p in pts} == {1} and {p["steps"] for p in pts} == {None}
+    folder = tmp_path / "store" / "rel" / "probe"
+    for p, r in zip(pts, fake_rows(spec)):
+        write_old_part(folder, r, p, 2)
+    ids = {columns.point_id(p) for p in pts}
+    assert set(files(folder)) == {f"part-{i}.parquet" for i in ids}  # v3 kept the v2 ids of `epochs` points
+    before = results.load(str(folder.parent))  # read-only, before any run migrated them
+    assert set(before["steps_run"]) == {63} and before["steps"].isna().all() and set(before["epochs"]) == {1}
+    s = run(spec, progress=False)
+    assert (s["points"], s["skipped"], s["ran"]) == (4, 4, 0)
+    plain = pd.read_parquet(folder)  # migrated in place: even plain pandas reads the v3 meaning now
+    assert set(plain["schema_version"]) == {columns.SCHEMA_VERSION} and set(plain["steps_run"]) == {63}
+    assert plain["steps"].isna().all() and set(plain["point_id"]) == ids
+    # The same spec without a budget asks for the default 938 steps: new points beside the old ones
+    raw = yaml.safe_load(spec.read_text())
+    del raw["probe"]["epochs"]
+    spec.write_text(yaml.safe_dump(raw))
+    new = load_spec(spec).points()
+    assert {p["steps"] for p in new} == {938} and not ids & {columns.point_id(p) for p in new}
 
 
 # ---------------------------------------------------------------- 6. private Ray on loopback

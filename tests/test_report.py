@@ -10,7 +10,7 @@ from reconent.analysis import synthetic as syn
 from reconent.analysis.report import HEADLINE, SECTIONS
 from reconent.sweep.store import Store
 
-KEYS = HEADLINE + ["notes"]
+KEYS = HEADLINE + ["notes", "budgets", "true_boundary_by_epochs", "n_probe_not_converged"]
 
 
 def write_parts(root, name, df: pd.DataFrame, kind: str) -> None:
@@ -36,10 +36,12 @@ def check_report(out, summary_keys=KEYS):
     assert 'src="http' not in html and "<script" not in html  # opens offline
     for s in SECTIONS:
         assert f">{s}</h2>" in html, s
-    for png in ("phase.png", "boundary.png", "curves.png"):
+    for png in ("phase.png", "boundary.png", "curves.png", "budgets.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     s = json.loads((out / "summary.json").read_text())
     assert set(summary_keys) <= set(s)
+    assert html.split("</h1>", 1)[1].lstrip().startswith('<p class="budgets"><b>Budgets: probe ')  # first line
+    assert {"probe_steps", "probe_depth", "epochs", "threshold", "rtol"} <= set(s["budgets"])
     return html, s
 
 
@@ -53,6 +55,10 @@ def test_report_from_parquet_store(results, tmp_path, capsys):
     assert s["critical_sigma_w2"] == pytest.approx(1.7609, abs=1e-3)
     assert s["saving_factor"] > 1 and s["intervals"]["f1"] == [1.0, 1.0]
     assert "precision 1" in capsys.readouterr().out
+    # no budget in the saved spec: the largest stored, and the report says so first
+    assert (s["budgets"]["probe_steps"], s["budgets"]["epochs"], s["budgets"]["probe_depth"]) == (938, 5, 30)
+    assert s["budgets"]["probe_steps_source"] == s["budgets"]["epochs_source"] == "largest"
+    assert "Budgets: probe 938 decoder steps, probe depth 30; training ≤ 5 epochs, threshold 0.8" in html
 
 
 def test_report_rederives_rules(results, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import math
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def _with(d: dict, dotted: str, value) -> dict:
 BAD = [  # (key to set, value, field path the error must name, a word of the message)
     ("colour", "red", "colour", "unknown key"),
     ("grid.widht", [10], "grid.widht", "unknown key"),
-    ("probe.epoch", 2, "probe.epoch", "allowed: enabled, epochs"),
+    ("probe.epoch", 2, "probe.epoch", "allowed: enabled, steps, epochs"),
     ("grid.depth", [], "grid.depth", "empty axis"),
     ("grid.sigma_w2", [1.0, -0.5], "grid.sigma_w2[1]", ">= 0"),
     ("grid.sigma_b2", [float("nan")], "grid.sigma_b2[0]", "finite"),
@@ -259,9 +260,12 @@ def test_point_id_is_stable_and_ignores_the_sweep_name(base):
     p = s.points()[0]
     assert point_id(p) == point_id({**p, "sweep": "renamed"})
     # Training ids are as before the redesign (computed with the pre-redesign code); probe ids lost `rtol` in
-    # schema v2 (store.migrate_v1 renames stored v1 parts), and settings added later are neutral at their default.
+    # schema v2 (store.migrate renames stored v1 parts), and settings added later are neutral at their default.
     qs = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / "quickstart.yaml", check_storage=False).points()
-    assert point_id(qs[-1]) == "777fdbb7cfa5605e" and qs[-1]["kind"] == "train"
+    # (the quickstart's last training point as it was before its budget became 15 epochs at threshold 0.8)
+    old_budget = {"epochs": 3, "threshold": 0.6}
+    assert point_id({**qs[-1], **old_budget}) == "777fdbb7cfa5605e" and qs[-1]["kind"] == "train"
+    assert point_id(qs[-1]) != "777fdbb7cfa5605e"  # a training budget is part of the point
     assert [point_id(q) for q in s.points()] == [point_id(q) for q in load_spec(_with(base, "name", "x")).points()]
     # A golden value: changing how ids are computed would orphan every stored result.
     golden = {"sweep": "any", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh",
@@ -271,6 +275,11 @@ def test_point_id_is_stable_and_ignores_the_sweep_name(base):
     assert point_id(golden) == "8801085213c479a5" == point_id({**golden, "rtol": 0.01})  # rtol is analysis only
     neutral = {"eval_depths": "all", "entropy_dtype": "float64", "tf32": False}
     assert point_id({**golden, **neutral}) == point_id(golden)
+    # schema 3: a budget given as `epochs` (steps null) keeps its id whatever the checkpoints; a budget in steps
+    # is another point, even where it means the same number of steps
+    assert point_id({**golden, **neutral, "steps": None, "checkpoints": "auto"}) == point_id(golden)
+    assert point_id({**golden, "checkpoints": "none"}) == point_id({**golden, "checkpoints": "10,63"})
+    assert point_id({**golden, "epochs": None, "steps": 63}) != point_id(golden)
     assert point_id({**golden, "sigma_w2": 1.7600000001}) != point_id(golden)
 
 
@@ -312,7 +321,10 @@ def test_quickstart_is_small_and_has_ground_truth(tmp_path):
     kinds = [p["kind"] for p in s.points()]
     assert s.dataset == "mnist5k" and s.resources.gpu == 0
     assert 0 < kinds.count("train") <= 8 and kinds.count("probe") <= 32
-    assert max(p["depth"] for p in s.points()) <= 20 and max(p["epochs"] for p in s.points()) <= 3
+    assert max(p["depth"] for p in s.points()) <= 20
+    # its budgets, stated in the spec: the default 938 decoder steps, at most 15 training epochs
+    assert {p["steps"] for p in s.points() if p["kind"] == "probe"} == {938}
+    assert max(p["epochs"] for p in s.points() if p["kind"] == "train") <= 15
 
 
 def test_paper_specs_are_paper_scale(tmp_path):
@@ -387,3 +399,41 @@ def test_yaml_merge_keys_still_work(tmp_path):
     assert load_spec(p).grid.depth == [2]
     y = "a: &x {b: 1, c: 2}\nd:\n  <<: *x\n  c: 3\n"
     assert yaml.load(y, Loader=S._Loader) == {"a": {"b": 1, "c": 2}, "d": {"b": 1, "c": 3}}
+
+
+# ---------------------------------------------------------------- the decoder budget (schema 3)
+def test_probe_budget_defaults_to_938_steps_and_epochs_stays_as_it_was(base):
+    from reconent.science.budget import DEFAULT_STEPS
+
+    pts = [p for p in load_spec(base).points() if p["kind"] == "probe"]
+    assert DEFAULT_STEPS == 938 and {(p["steps"], p["epochs"], p["checkpoints"]) for p in pts} == {(938, None, "auto")}
+    one = [p for p in load_spec(_with(base, "probe.epochs", 1)).points() if p["kind"] == "probe"]
+    assert {(p["steps"], p["epochs"]) for p in one} == {(None, 1)}
+    assert not {point_id(p) for p in pts} & {point_id(p) for p in one}  # never the same point
+    # the resolved spec states the budget, and runs again as the same points
+    s = load_spec(base)
+    r = s.resolved()
+    assert r["probe"]["steps"] == 938 and "epochs" not in r["probe"]
+    assert [point_id(p) for p in load_spec(r).points()] == [point_id(p) for p in s.points()]
+    r1 = load_spec(_with(base, "probe.epochs", 1)).resolved()
+    assert r1["probe"]["epochs"] == 1 and "steps" not in r1["probe"]
+
+
+@pytest.mark.parametrize("probe, field, match", [
+    ({"steps": 100, "epochs": 1}, "probe.steps", "give the decoder budget once"),
+    ({"steps": 0}, "probe.steps", "greater than or equal to 1"),
+    ({"steps": 100, "checkpoints": "10,200"}, "probe.checkpoints", r"must lie in 1\.\.100"),
+    ({"checkpoints": "often"}, "probe.checkpoints", "'auto', 'none' or steps"),
+    ({"checkpoints": [0, 5]}, "probe.checkpoints", "must lie in"),
+])
+def test_bad_probe_budgets_name_their_field(base, probe, field, match):
+    with pytest.raises(SpecError) as e:
+        load_spec({**base, "probe": probe})
+    assert e.value.field == field and re.search(match, e.value.msg), str(e.value)
+
+
+def test_checkpoints_are_stored_as_one_string(base):
+    pts = load_spec({**base, "probe": {"steps": 400, "checkpoints": [300, 25, 100]}}).points()
+    assert {p["checkpoints"] for p in pts if p["kind"] == "probe"} == {"25,100,300"}
+    assert {p["checkpoints"] for p in load_spec({**base, "probe": {"checkpoints": "None"}}).points()
+            if p["kind"] == "probe"} == {"none"}

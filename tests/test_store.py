@@ -34,7 +34,7 @@ def rows(tmp_path, kind="probe", n_depths=3):
         if kind == "probe":
             L = p["depth"]
             r.update({c: np.linspace(0, 1, L) + i for i, c in enumerate(store_mod.PROFILES)})
-            r.update(cutoff=L - 1, steps=16, train_seconds=0.1, path="stacked")
+            r.update(cutoff=L - 1, steps_run=16, train_seconds=0.1, path="stacked")
         else:
             r.update(accuracy=[0.3, 0.7, 0.85], train_loss=[2.0, 1.0, 0.5], epochs_run=3, reached=True,
                      final_accuracy=0.85)

@@ -60,8 +60,11 @@ def test_run_point_row_and_science_errors_are_data():
     base = {"sweep": "s", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh", "width": None,
             "channels": None, "depth": 2, "sigma_w2": 1.76, "sigma_b2": 0.05, "seed": 0, **TINY}
     row = run_point(base, "cpu", spec_hash="h")
-    assert set(COMMON + [*TINY, *PROBE_EVAL, *PROBE_RESULTS]) == set(row)
+    assert set(COMMON + [*TINY, *PROBE_EVAL, "steps", "checkpoints", *PROBE_RESULTS]) == set(row)
     assert row["gpu_name"] is None and row["eval_depths"] == "all"  # a point without the setting: the neutral one
+    # a budget of one pass over 128 samples: 2 steps, read at steps/16 (0: none), steps/4 (0: none) and the end
+    assert (row["steps"], row["epochs"], row["steps_run"], row["checkpoints"]) == (None, 1, 2, "auto")
+    assert row["checkpoint_steps"] == [2] and row["checkpoint_norm_median"] == [row["relative_entropy_norm_median"]]
     assert point_id({k: row[k] for k in base}) == point_id({**base, **{k: row[k] for k in PROBE_EVAL}}) == row["point_id"]
     assert row["status"] == "ok" and row["error"] is None and len(row["decoder_loss"]) == 2
     assert row["started_at"] <= row["finished_at"] and row["device"] == "cpu" and row["spec_hash"] == "h"

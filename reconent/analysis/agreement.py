@@ -68,7 +68,60 @@ def boundary_table(probes: pd.DataFrame, trains: pd.DataFrame, n_boot: int = 100
     b = pb.merge(tb, on=KEYS, how="outer", suffixes=("_pred", "_true"))
     b["distance_depth"] = gap(b["pred_lo"], b["pred_hi"], b["true_lo"], b["true_hi"])
     b["distance_log_depth"] = gap(b["pred_lo"], b["pred_hi"], b["true_lo"], b["true_hi"], log=True)
+    # the probes' convergence: False when any seed's cutoff moved between its last two checkpoints
+    known, bad = b["n_converged_known"].fillna(0), b["n_not_converged"].fillna(0)
+    b["converged"] = pd.Series([None if k == 0 else bool(n == 0) for k, n in zip(known, bad)], index=b.index,
+                               dtype=object)
     return b
+
+
+# Epoch budgets the true boundary is given at (`true_boundary_by_epochs`): 1-2-5 steps per decade.
+def epoch_budgets(largest) -> list[int]:
+    """1, 2, 5, 10, 20, 50, ... up to `largest`, plus `largest` itself when it is not in that sequence."""
+    if largest is None or not np.isfinite(largest) or largest < 1:
+        return []
+    largest, out, dec = int(largest), [], 1
+    while dec <= largest:
+        out += [m * dec for m in (1, 2, 5) if m * dec <= largest]
+        dec *= 10
+    return out if out[-1] == largest else out + [largest]
+
+
+def round_sigma(v) -> float:
+    """σ_w² as the report prints it (3 significant digits), as a number."""
+    return float(f"{float(v):.3g}")
+
+
+def true_boundary_by_epochs(trains: pd.DataFrame, threshold: float | None = None, budgets=None) -> list[dict]:
+    """The true boundary at several epoch budgets from one set of stored accuracy curves (anytime verdicts,
+    frames.train_verdicts): one record per budget E and (group, σ_w²) with a known verdict at E,
+    {"epochs": E, <GROUP keys>, "sigma_w2", "lower", "upper", "censored"}. `lower` = the deepest trained depth
+    that is trainable below the first untrainable one (boundary_table's true_lo), `upper` = that first untrainable
+    depth (None, with censored True, when every trained depth with a known verdict passed). `budgets`: default
+    `epoch_budgets` up to the largest epoch budget trained. `trains`: stored rows (or an Analysis's `trains`);
+    `threshold` None: each row's own."""
+    from .frames import train_verdicts
+
+    if trains is None or not len(trains):
+        return []
+    if budgets is None:
+        ok = trains[~trains["status"].eq("error")] if "status" in trains else trains
+        budgets = epoch_budgets(pd.to_numeric(ok["epochs"], errors="coerce").max())
+    out = []
+    for E in budgets:
+        tb = true_boundary(train_verdicts(trains, threshold, [], epochs=int(E)))
+        for r in tb.sort_values(KEYS).itertuples(index=False):
+            d = r._asdict()
+            upper = None if bool(d["censored"]) else float(d["true_hi"] + 1)
+            out.append({"epochs": int(E), **{k: _plain(d[k]) for k in GROUP}, "sigma_w2": round_sigma(d["sigma_w2"]),
+                        "lower": float(d["true_lo"]), "upper": upper, "censored": bool(d["censored"])})
+    return out
+
+
+def _plain(v):
+    if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return None
+    return v.item() if isinstance(v, np.generic) else v
 
 
 class _Scorer:
@@ -157,9 +210,12 @@ def cost(probes: pd.DataFrame, trains: pd.DataFrame, matched: pd.DataFrame) -> p
     used = seed_boundaries(probes).merge(
         probes[KEYS + ["seed", "depth", "seconds"]].rename(columns={"depth": "probe_depth"}),
         on=KEYS + ["seed", "probe_depth"], how="left")
-    by_seed = used.merge(s[KEYS + ["seed"]].drop_duplicates(), on=KEYS + ["seed"])
-    # trials predicted from the median read every seed's deepest probe at that σ_w²
-    med = s[s["pred_source"] == "median"][KEYS].drop_duplicates().merge(used, on=KEYS)
+    if len(s) and len(used):
+        by_seed = used.merge(s[KEYS + ["seed"]].drop_duplicates(), on=KEYS + ["seed"])
+        # trials predicted from the median read every seed's deepest probe at that σ_w²
+        med = s[s["pred_source"] == "median"][KEYS].drop_duplicates().merge(used, on=KEYS)
+    else:  # nothing scored (an empty frame's key columns may not even merge)
+        by_seed = med = used.iloc[:0]
     used_cov = pd.concat([by_seed, med]).drop_duplicates(subset=KEYS + ["seed"])
     rows = [("points both cover", len(used_cov), used_cov["seconds"].sum(), len(s), s["seconds"].sum()),
             ("whole grid", len(probes), probes["seconds"].sum(), len(trains), trains["seconds"].sum()),

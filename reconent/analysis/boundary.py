@@ -42,14 +42,20 @@ def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:
     out = d[KEYS + ["seed", "depth", "cutoff", "censored"]].rename(columns={"depth": "probe_depth"}).copy()
     out["pred_lo"] = np.where(out["censored"], out["probe_depth"], out["cutoff"]).astype(float)
     out["pred_hi"] = np.where(out["censored"], np.inf, out["cutoff"]).astype(float)
+    # the probe's own convergence (frames.probe_cutoffs): its cutoff at the last two checkpoints
+    conv = d["converged"] if "converged" in d else pd.Series(None, index=d.index, dtype=object)
+    out["converged"] = conv.to_numpy()
+    out["not_converged"] = [c is not None and not pd.isna(c) and not bool(c) for c in conv]
+    out["converged_known"] = [c is not None and not pd.isna(c) for c in conv]
     return out.reset_index(drop=True)
 
 
 def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, rng=0,
                        seeds: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (group, σ_w²): predicted L* = median over seeds of the deepest probe's cutoff (`pred_lo`, `pred_hi`
-    the median interval), with a bootstrap percentile interval over seeds (`ci_lo`, `ci_hi`; NaN for one seed).
-    `seeds`: seed_boundaries(probes) when already computed.
+    the median interval), with a bootstrap percentile interval over seeds (`ci_lo`, `ci_hi`; NaN for one seed),
+    and how many seeds' cutoffs had not converged between the last two checkpoints (`n_not_converged`, out of
+    `n_converged_known` seeds with two checkpoints). `seeds`: seed_boundaries(probes) when already computed.
 
     Predicted trainable(σ_w², depth) = depth <= L*; untrainable when depth > pred_hi; unknown in between
     (only when the probe saw no plateau and depth is beyond the probe).
@@ -57,7 +63,9 @@ def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9
     sb = seed_boundaries(probes) if seeds is None else seeds
     g = sb.groupby(KEYS, dropna=False, sort=True)
     out = g.agg(pred_lo=("pred_lo", "median"), pred_hi=("pred_hi", "median"), n_seeds=("seed", "size"),
-                probe_depth=("probe_depth", "max")).reset_index()
+                probe_depth=("probe_depth", "max"), n_not_converged=("not_converged", "sum"),
+                n_converged_known=("converged_known", "sum")).reset_index()
+    out[["n_not_converged", "n_converged_known"]] = out[["n_not_converged", "n_converged_known"]].astype(int)
     out["censored"] = np.isinf(out["pred_hi"])
     out["ci_lo"] = out["ci_hi"] = np.nan
     if n_boot > 0 and (out["n_seeds"] > 1).any():
@@ -66,7 +74,8 @@ def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9
             if len(lo) > 1:
                 boots = np.median(rng.choice(lo.to_numpy(), size=(n_boot, len(lo))), axis=1)
                 out.loc[i, ["ci_lo", "ci_hi"]] = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2])
-    return out[KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth", "censored"]]
+    return out[KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth", "censored",
+                       "n_not_converged", "n_converged_known"]]
 
 
 def predict(pred_lo: float, pred_hi: float, depth) -> object:

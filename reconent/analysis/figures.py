@@ -14,6 +14,14 @@ from .boundary import critical, deepest_probes, depth_verdicts, theory_depth  # 
 from .frames import GROUP, group_label, per_layer  # noqa: E402
 
 TRUE_C, FALSE_C, PRED_C, THEORY_C, CRIT_C = "#2ca02c", "#d62728", "white", "#ff7f0e", "#bbbbbb"
+NOTCONV_C = "#e377c2"  # ring around a predicted point whose probe cutoff had not converged
+
+
+def _not_converged(b: pd.DataFrame) -> pd.DataFrame:
+    """The boundary rows (with a prediction) whose probe cutoff moved between its last two checkpoints."""
+    if "n_not_converged" not in b:
+        return b.iloc[:0]
+    return b[b["n_not_converged"].fillna(0).astype(int) > 0]
 
 
 def _sel(df: pd.DataFrame, key) -> pd.DataFrame:
@@ -100,6 +108,9 @@ def _overlays(ax, a, key, ymax: float, xlim, log: bool = False) -> None:
         ci = pb.dropna(subset=["ci_lo"])
         ax.errorbar(ci["sigma_w2"], ci["pred_lo"], yerr=[ci["pred_lo"] - ci["ci_lo"], ci["ci_hi"] - ci["pred_lo"]],
                     fmt="none", ecolor="black", capsize=3, zorder=5)
+        nc = _not_converged(pb)
+        ax.plot(nc["sigma_w2"], np.minimum(nc["pred_lo"], ymax), ls="none", marker="o", ms=15, mfc="none",
+                mec=NOTCONV_C, mew=2.5, zorder=6)
     dv = depth_verdicts(_sel(a.trains, key))
     for ok, mk, col in ((True, "o", TRUE_C), (False, "X", FALSE_C)):
         d = dv[dv["trainable"] == ok]
@@ -121,7 +132,14 @@ def _legend_handles(a, key):
         h.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="grey", label="trained: unknown (censored)"))
     if _sel(a.boundaries, key).get("censored_pred", pd.Series(dtype=bool)).fillna(False).astype(bool).any():
         h.append(Line2D([], [], ls="none", marker="^", color=PRED_C, mec="black", label="no plateau: L* ≥ probe depth"))
+    if len(_not_converged(_sel(a.boundaries, key))):
+        h.append(_notconv_handle())
     return h
+
+
+def _notconv_handle():
+    return Line2D([], [], ls="none", marker="o", ms=11, mfc="none", mec=NOTCONV_C, mew=2.5,
+                  label="cutoff not converged")
 
 
 def phase_figure(a, key, path) -> bool:
@@ -130,6 +148,8 @@ def phase_figure(a, key, path) -> bool:
     panels = [(c, lab) for c, lab in (("relative_entropy_median", "relative entropy $S_\\ell$ (nats, median)"),
                                       ("differential_entropy", "differential entropy $H_\\ell$ (nats)"))
               if c in p and p[c].notna().any()]
+    if not panels and len(p):  # read at a checkpoint: only the normalised profile exists at that budget
+        panels = [("relative_entropy_norm_median", "normalised relative entropy $S_\\ell/S_L$ (median)")]
     if not len(p) or not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 5.4), squeeze=False,
@@ -143,7 +163,8 @@ def phase_figure(a, key, path) -> bool:
         _sigma_ticks(ax, xs, log)
         ax.set(xlim=(xe[0], xe[-1]), ylim=(0.5, ymax + 0.5), xlabel="weight variance σ_w² (dimensionless)",
                ylabel="depth L (layers)", title=lab.split(" (")[0])
-    fig.legend(handles=_legend_handles(a, key), loc="outside lower center", ncol=3, fontsize=9, frameon=False)
+    fig.legend(handles=_legend_handles(a, key), loc="outside lower center", ncol=3 if len(panels) > 1 else 2,
+               fontsize=9, frameon=False)
     fig.suptitle(f"Phase diagram: {group_label(key)}")
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -164,7 +185,7 @@ def pick_sigmas(xs, crit: float, n: int = 5) -> list[float]:
 def curves_figure(a, key, path) -> bool:
     """S_ℓ (median, interquartile band) and the normalised median that the cutoff reads, for a few σ_w²."""
     p = deepest_probes(_sel(a.probes, key))
-    if not len(p) or "relative_entropy_median" not in p or p["relative_entropy_median"].isna().all():
+    if not len(p) or "relative_entropy_median" not in p:
         return False
     sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
     sig = pick_sigmas(p["sigma_w2"], critical(sb2, act, arch))
@@ -176,7 +197,8 @@ def curves_figure(a, key, path) -> bool:
         row = p[p["sigma_w2"] == w].sort_values("seed").iloc[0]  # the first seed: a curve, not an average
         ls = np.arange(1, int(row["n_layers"]) + 1)
         lab = f"σ_w² = {w:g} (cutoff {int(row['cutoff'])})"
-        l.plot(ls, row["relative_entropy_median"], color=c, marker=".", label=lab)
+        if np.ndim(row["relative_entropy_median"]):  # null when read at a checkpoint (measured at the end only)
+            l.plot(ls, row["relative_entropy_median"], color=c, marker=".", label=lab)
         if row.get("relative_entropy_q25") is not None and np.ndim(row.get("relative_entropy_q25")):
             l.fill_between(ls, row["relative_entropy_q25"], row["relative_entropy_q75"], color=c, alpha=0.08)
         r.plot(ls, row["relative_entropy_norm_median"], color=c, marker=".", label=lab)
@@ -185,10 +207,13 @@ def curves_figure(a, key, path) -> bool:
             r.plot(k, row["relative_entropy_norm_median"][k - 1], marker="o", ms=10, mfc="none", mec=c, mew=2)
     stem = int(p["stem"].max())
     xlab = "probe layer ℓ (layers)" + (f"; 1–{stem} = conv stem, cutoff counts blocks after it" if stem else "")
-    vals = np.concatenate([np.asarray(v, float) for v in p["relative_entropy_median"]])
+    vals = np.concatenate([np.asarray(v, float) for v in p["relative_entropy_median"] if np.ndim(v)] or [[]])
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if len(vals) and vals.max() / vals.min() > 20:  # information loss spans decades: log scale
         l.set_yscale("log")
+    if not len(vals):
+        l.text(0.5, 0.5, "S_ℓ itself is measured at the final decoder budget only;\n"
+               "this budget is read at a checkpoint", ha="center", va="center", transform=l.transAxes, color="grey")
     l.set(xlabel=xlab, ylabel="relative entropy $S_\\ell$ (nats)",
           title="reconstruction entropy (median, IQR band; seed " + f"{int(p['seed'].min())})")
     r.set(xlabel=xlab, ylabel="$S_\\ell / S_L$ (median, dimensionless)",
@@ -240,11 +265,62 @@ def boundary_figure(a, key, path) -> bool:
         if len(cens):
             ax.plot(cens["sigma_w2"], cens["pred_lo"], ls="none", marker="^", ms=9, color="black",
                     label="no plateau: L* ≥ probe depth")
+        nc = _not_converged(pb)
+        if len(nc):
+            ax.plot(nc["sigma_w2"], nc["pred_lo"], ls="none", marker="o", ms=15, mfc="none", mec=NOTCONV_C, mew=2.5,
+                    label="probe cutoff not converged\n(moved between the last two checkpoints)")
     ax.set(xscale="log" if log else "linear")
     _sigma_ticks(ax, np.sort(b["sigma_w2"].unique()), log)
     ax.set(xlim=xlim, ylim=(0, ymax), xlabel="weight variance σ_w² (dimensionless)",
            ylabel="maximum trainable depth L* (layers)", title=f"Boundaries: {group_label(key)}")
     fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def budgets_figure(a, key, path) -> bool:
+    """The true boundary against σ_w² at several epoch budgets (Analysis.true_boundary_by_epochs): per budget, the
+    bracket between the deepest trainable and the first untrainable trained depth as a band, its lower edge as a
+    line; ▲ where every trained depth passed (the boundary lies beyond). Log depth axis over more than a decade."""
+    rec = pd.DataFrame(a.true_boundary_by_epochs())
+    if not len(rec):
+        return False
+    rec = _sel(rec, key)
+    if not len(rec):
+        return False
+    budgets = sorted(rec["epochs"].unique())
+    colors = plt.cm.viridis(np.linspace(0.05, 0.85, len(budgets)))
+    fig, ax = plt.subplots(figsize=(8, 6), constrained_layout=True)
+    xs_all = np.sort(rec["sigma_w2"].unique())
+    log = _logx(xs_all)
+    top = float(np.nanmax(np.concatenate([rec["lower"].to_numpy(float), rec["upper"].dropna().to_numpy(float), [1]])))
+    ymax = 1.3 * top
+    ys = np.concatenate([rec["lower"].to_numpy(float), rec["upper"].dropna().to_numpy(float)])
+    ys = ys[ys > 0]
+    logy = len(ys) > 0 and ys.max() / ys.min() > 10
+    floor = 0.8 if logy else 0.0
+    for i, (E, c) in enumerate(zip(budgets, colors)):  # larger budgets thicker and below: equal lines stay visible
+        r = rec[rec["epochs"] == E].sort_values("sigma_w2")
+        lw, z = 1.6 + 2.4 * i / max(len(budgets) - 1, 1), 10 - i
+        lo = np.maximum(r["lower"].to_numpy(float), floor)
+        hi = np.where(r["censored"], ymax, np.maximum(r["upper"].to_numpy(float, na_value=np.nan) - 1, lo))
+        ax.fill_between(r["sigma_w2"], lo, hi, color=c, alpha=0.18, lw=0)
+        ax.plot(r["sigma_w2"], lo, color=c, marker="o", ms=2 + lw, lw=lw, zorder=z,
+                label=f"≤ {E} epoch{'s' if E > 1 else ''}")
+        cens = r[r["censored"].astype(bool)]
+        if len(cens):
+            ax.plot(cens["sigma_w2"], np.maximum(cens["lower"], floor), ls="none", marker="^", ms=9, color=c,
+                    zorder=z)
+    ax.set(xscale="log" if log else "linear", yscale="log" if logy else "linear")
+    _sigma_ticks(ax, xs_all, log)
+    e = _edges(xs_all, log)
+    ax.set(xlim=(e[0], e[-1]), ylim=(floor if logy else 0, ymax), xlabel="weight variance σ_w² (dimensionless)",
+           ylabel="true maximum trainable depth (layers)",
+           title=f"True boundary by training budget: {group_label(key)}")
+    h, lab = ax.get_legend_handles_labels()
+    h.append(Line2D([], [], ls="none", marker="^", color="grey", label="all trained depths passed: L* ≥ deepest"))
+    fig.legend(handles=h, loc="outside lower center", ncol=min(4, len(h)), fontsize=9, frameon=False)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True

@@ -1,7 +1,9 @@
 """Stored rows in, verdicts out: loading sweeps, checking columns, re-deriving cutoffs and training verdicts.
 
 The trials only measure (SCIENCE §7); every verdict here is recomputed from the raw measurements with
-the rule as a parameter, so changing rtol or the accuracy threshold never needs a re-run.
+the rule as a parameter, so changing rtol or the accuracy threshold never needs a re-run. So are the budgets:
+a probe is read at any decoder budget it has a profile for (its final one or a checkpoint's), a training run at
+any epoch budget its stored curve speaks for (anytime verdicts).
 """
 from __future__ import annotations
 
@@ -83,63 +85,202 @@ def _usable(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame:
     return df[~bad]
 
 
-def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
+# The anytime probe's columns (schema 3): absent or null in older rows, which then have one reading only.
+CHECKPOINTS = ("steps_run", "checkpoint_steps", "checkpoint_norm_median")
+# Profiles measured at the final budget only: a row read at an earlier checkpoint has none of them.
+FINAL_ONLY = ("relative_entropy_median", "relative_entropy_mean", "relative_entropy_q25", "relative_entropy_q75",
+              "differential_entropy", "decoder_loss")
+# A cutoff has converged when it moved by at most max(CONVERGED_LAYERS, CONVERGED_FRACTION × cutoff) between
+# the last two checkpoints up to the budget read.
+CONVERGED_LAYERS, CONVERGED_FRACTION = 1, 0.05
+
+
+def _vec(v) -> np.ndarray:
+    """A stored per-layer list (list, numpy array, nulls as None) as a float array with NaN for null."""
+    if v is None or (np.isscalar(v) and pd.isna(v)):
+        return np.zeros(0)
+    return np.array([np.nan if x is None else x for x in v], float)
+
+
+def _steps_list(v) -> list[int]:
+    if v is None or (np.isscalar(v) and pd.isna(v)):
+        return []
+    return [int(x) for x in v if x is not None and not pd.isna(x)]
+
+
+def _with_checkpoint_columns(p: pd.DataFrame) -> pd.DataFrame:
+    for c in CHECKPOINTS:
+        if c not in p:
+            p[c] = None
+    p["steps_run"] = pd.to_numeric(p["steps_run"], errors="coerce").astype(float)
+    return p
+
+
+def probe_budgets(probes: pd.DataFrame | None) -> dict:
+    """The decoder budgets the ok probe rows can be read at: {'final': sorted steps_run values, 'checkpoints':
+    sorted checkpoint steps (the finals included)}; both empty when no row records its budget."""
+    if probes is None or not len(probes) or "status" not in probes:
+        return {"final": [], "checkpoints": []}
+    ok = _with_checkpoint_columns(probes[probes["status"].eq("ok")].copy())
+    final = sorted({int(x) for x in ok["steps_run"].dropna()})
+    ck = sorted({s for v in ok["checkpoint_steps"] for s in _steps_list(v)} | set(final))
+    return {"final": final, "checkpoints": ck}
+
+
+def _at_steps(row, steps: int):
+    """The normalised median profile of `row` after `steps` decoder steps, or None when the row has no reading
+    there: its final profile when steps == steps_run, else the checkpoint's."""
+    if pd.notna(row["steps_run"]) and int(row["steps_run"]) == steps:
+        return _vec(row["relative_entropy_norm_median"])
+    ck = _steps_list(row["checkpoint_steps"])
+    prof = row["checkpoint_norm_median"]
+    if steps in ck and prof is not None and not np.isscalar(prof):
+        if len(prof) == len(ck):
+            v = _vec(prof[ck.index(steps)])
+            return v if v.size else None  # a checkpoint without a profile is no reading
+    return None
+
+
+def _left_out_note(gone: pd.DataFrame, steps: int) -> str:
+    parts, hints = [], []
+    for s, g in gone.groupby(gone["steps_run"].fillna(-1), sort=True):
+        what = "probe(s) " if not parts else ""
+        if s < 0:
+            parts.append(f"{len(g)} {what}without a recorded decoder budget (steps_run)")
+            continue
+        ck = sorted({c for v in g["checkpoint_steps"] for c in _steps_list(v)} - {int(s)})
+        parts.append(f"{len(g)} {what}at {int(s)} decoder steps" + (f" (checkpoints {', '.join(map(str, ck))})"
+                                                                     if ck else ""))
+        hints.append(f"--steps {int(s)}")
+    return (f"{' and '.join(parts)} left out: the analysis reads {steps} decoder steps (a boundary is only "
+            f"meaningful with its budget; budgets are never mixed)" + (f"; {' or '.join(hints)} to see them"
+                                                                        if hints else ""))
+
+
+def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[str] | None = None,
+                  steps: int | None = None) -> pd.DataFrame:
     """Probe rows with `cutoff` re-derived from `relative_entropy_norm_median` for `rtol` (None: each row's own
     stored rtol), `rtol_used`, and `censored` (no plateau inside the probe: the boundary lies at or beyond it).
 
     The last layer's normalised value is 1 by construction, so a cutoff at the last-but-one layer means the entropy still
     moved by more than rtol at the last step: the plateau has not set in within the probe, and the probe can
     only say L* >= depth. Diverged probes (non-finite entropies) are dropped: their profile says nothing.
+
+    `steps`: read every probe at this decoder budget (Adam steps): a row whose `steps_run` is `steps` with its
+    final profile, a row with a checkpoint at `steps` with that checkpoint's profile (which then replaces
+    `relative_entropy_norm_median`; the profiles measured only at the end, FINAL_ONLY, become null), and every
+    other row is left out with a note. None: each row's own final profile (budgets may then be mixed).
+    Added columns: `steps_used` (the budget read), `from_checkpoint`, `steps_prev`/`cutoff_prev` (the checkpoint
+    before it) and `converged` (True/False, None with a single reading up to `steps_used`).
     """
     notes = [] if notes is None else notes
     p = _usable(check_columns(probes, "probe", notes), "probe", notes)
     div = ~p["status"].eq("ok")
     if div.any():
         notes.append(f"{int(div.sum())} probe(s) diverged (non-finite entropy) and give no prediction")
-    p = p[~div].copy()
+    p = _with_checkpoint_columns(p[~div].copy())
     if rtol is not None and not (rtol > 0 and math.isfinite(rtol)):
         raise AnalysisError(f"rtol must be a positive number, got {rtol}")
+    if steps is not None and not (float(steps) == int(steps) and int(steps) >= 1):
+        raise AnalysisError(f"the decoder budget (steps) is a positive whole number, got {steps}")
+    p["from_checkpoint"] = False
+    if steps is not None:
+        steps = int(steps)
+        prof = [_at_steps(r, steps) for _, r in p.iterrows()]
+        keep = np.array([v is not None for v in prof], bool)
+        if (~keep).any():
+            notes.append(_left_out_note(p[~keep], steps))
+        p["from_checkpoint"] = [v is not None and not (pd.notna(r) and int(r) == steps)
+                                for v, r in zip(prof, p["steps_run"])]
+        p["relative_entropy_norm_median"] = pd.Series([list(v) if v is not None else None for v in prof],
+                                                      index=p.index, dtype=object)
+        p = p[keep].copy()
+        for c in FINAL_ONLY:  # measured at the end of training, not at this checkpoint
+            if c in p and p["from_checkpoint"].any():
+                p[c] = p[c].where(~p["from_checkpoint"], None)
+        p["steps_used"] = float(steps)
+    else:
+        p["steps_used"] = p["steps_run"]
     p["rtol_used"] = p["rtol"].astype(float) if rtol is None else float(rtol)
     # cnn/resnet profiles also cover the 3-layer conv stem (models.STEM_LAYERS): layer ℓ is block ℓ - stem
     p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
     p["stem"] = (p["n_layers"] - p["depth"]).clip(lower=0)
     # ok rows only (diverged ones are dropped above), so a null/NaN layer is one the probe did not evaluate
     # (eval_depths: search) and the cutoff rule passes over it
-    p["cutoff_layer"] = [cutoff_from_normalised(np.asarray(r, float), t, skip_nan=True) for r, t in
+    p["cutoff_layer"] = [cutoff_from_normalised(_vec(r), t, skip_nan=True) for r, t in
                          zip(p["relative_entropy_norm_median"], p["rtol_used"])]
     p["cutoff"] = (p["cutoff_layer"] - p["stem"]).clip(lower=0)  # in units of `depth`
     p["censored"] = p["cutoff_layer"] >= p["n_layers"] - 1
+    prev = [_previous_cutoff(r) for _, r in p.iterrows()]
+    p["steps_prev"] = [x[0] for x in prev]
+    p["cutoff_prev"] = [x[1] for x in prev]
+    p["converged"] = pd.Series([None if math.isnan(c0) else bool(abs(c - c0) <= max(
+        CONVERGED_LAYERS, CONVERGED_FRACTION * c)) for c, c0 in zip(p["cutoff"], p["cutoff_prev"])],
+        index=p.index, dtype=object)
     return p
 
 
-def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: list[str] | None = None) -> pd.DataFrame:
-    """Training rows with `trainable` re-derived from the stored accuracy curve for `threshold` (None: each
-    row's own stored threshold): True / False / NaN (unknown), plus `threshold_used`.
+def _previous_cutoff(row) -> tuple[float, float]:
+    """(steps, cutoff in depth units) at the checkpoint before the budget read; NaNs when there is none."""
+    used = row["steps_used"]
+    ck = _steps_list(row["checkpoint_steps"])
+    if pd.isna(used) or not ck:
+        return math.nan, math.nan
+    before = [s for s in ck if s < int(used)]
+    if not before:
+        return math.nan, math.nan
+    prof = _at_steps(row, before[-1])
+    if prof is None or len(prof) != row["n_layers"]:
+        return math.nan, math.nan
+    layer = cutoff_from_normalised(prof, row["rtol_used"], skip_nan=True)
+    return float(before[-1]), float(max(layer - row["stem"], 0))
 
-    Reached = some epoch's accuracy > threshold. A run that stopped early (it reached its own, lower stored
-    threshold before its epoch budget) never ran the later epochs, so if it did not exceed a HIGHER threshold
-    the verdict is unknown (censored), not False. A diverged run is untrainable for every threshold.
+
+def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: list[str] | None = None,
+                   epochs: int | None = None) -> pd.DataFrame:
+    """Training rows with `trainable` re-derived from the stored accuracy curve for `threshold` (None: each
+    row's own stored threshold) at an epoch budget `epochs` (None: each row's own budget): True / False / NaN
+    (unknown), plus `threshold_used`, `epochs_used` and `passed_at` (the first epoch whose accuracy exceeds the
+    threshold; NaN if none did).
+
+    Anytime verdicts (SCIENCE §3: monotone in the budget): a run that passed at epoch e is trainable for every
+    budget >= e. One that did not pass by the budget E is untrainable at E only if it actually ran E epochs (or
+    diverged: untrainable at every budget). Otherwise it is unknown (censored), never False: its own budget was
+    below E, or it stopped early at its own, lower stored threshold before E and never saw a higher one.
     """
     notes = [] if notes is None else notes
     t = _usable(check_columns(trains, "train", notes), "train", notes).copy()
     if threshold is not None and not (0 <= threshold <= 1):
         raise AnalysisError(f"threshold is an accuracy in [0, 1], got {threshold}")
+    if epochs is not None and not (float(epochs) == int(epochs) and int(epochs) >= 1):
+        raise AnalysisError(f"the epoch budget is a positive whole number, got {epochs}")
     t["threshold_used"] = t["threshold"].astype(float) if threshold is None else float(threshold)
-    verdict = []
-    for acc, thr, status, run, budget in zip(t["accuracy"], t["threshold_used"], t["status"],
-                                             t["epochs_run"], t["epochs"]):
-        acc = np.asarray(acc if acc is not None else [], float)
-        if acc.size and np.nanmax(acc, initial=-np.inf) > thr:
+    t["epochs_used"] = pd.to_numeric(t["epochs"], errors="coerce").astype(float) if epochs is None else float(epochs)
+    verdict, passed, short = [], [], 0
+    for acc, thr, status, run, budget, E in zip(t["accuracy"], t["threshold_used"], t["status"], t["epochs_run"],
+                                                t["epochs"], t["epochs_used"]):
+        acc = _vec(acc)
+        above = np.flatnonzero(acc > thr)
+        first = int(above[0]) + 1 if above.size else math.nan
+        passed.append(float(first))
+        ran = run if pd.notna(run) else acc.size
+        if first <= E:
             verdict.append(True)
-        elif status == "diverged" or (run if pd.notna(run) else acc.size) >= budget:
+        elif status == "diverged" or ran >= E:
             verdict.append(False)
         else:
-            verdict.append(np.nan)  # stopped early at its own threshold: later epochs unknown
+            verdict.append(np.nan)  # never saw epochs up to E: unknown
+            short += bool(pd.notna(budget) and budget < E)
     t["trainable"] = pd.Series(verdict, index=t.index, dtype=object)
+    t["passed_at"] = passed
     n_cens = int(t["trainable"].isna().sum())
-    if n_cens:
-        notes.append(f"{n_cens} training trial(s) stopped early at their stored threshold and never saw the "
+    if n_cens - short:
+        notes.append(f"{n_cens - short} training trial(s) stopped early at their stored threshold and never saw the "
                      f"higher threshold asked for: their verdict is unknown (censored) and left out of the scores")
+    if short:
+        notes.append(f"{short} training trial(s) had an epoch budget below the {int(t['epochs_used'].max())} epochs "
+                     f"asked for and did not pass within it: their verdict at that budget is unknown (censored) and "
+                     f"left out of the scores")
     return t
 
 

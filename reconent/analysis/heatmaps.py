@@ -18,9 +18,13 @@ from .figures import entropy_heatmap  # noqa: E402
 from .frames import probe_cutoffs  # noqa: E402
 
 
-def paper_heatmaps(probes: pd.DataFrame, path, rtol: float | None = None, title: str = "") -> pd.DataFrame:
-    """Write the two heatmaps to `path`; return the per-σ_w² table drawn (cutoff, 6·ξ_c)."""
-    p = probe_cutoffs(probes, rtol)
+def paper_heatmaps(probes: pd.DataFrame, path, rtol: float | None = None, title: str = "",
+                   steps: int | None = None) -> pd.DataFrame:
+    """Write the two heatmaps to `path`; return the per-σ_w² table drawn (cutoff, 6·ξ_c). One decoder budget:
+    `steps` (None: the largest stored; probes at other budgets are left out, as in `analyse`)."""
+    from .core import default_probe_steps
+
+    p = probe_cutoffs(probes, rtol, steps=default_probe_steps(probes) if steps is None else steps)
     if p[["arch", "activation", "sigma_b2", "dataset"]].drop_duplicates().shape[0] != 1:
         raise ValueError("paper_heatmaps draws one group (dataset, arch, activation, σ_b²); select it first")
     arch, act, sb2 = p["arch"].iloc[0], p["activation"].iloc[0], float(p["sigma_b2"].iloc[0])

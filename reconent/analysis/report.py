@@ -10,16 +10,17 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
+import yaml
 
 from . import figures
-from .core import Analysis, analyse
-from .frames import AnalysisError, group_label, load
+from .core import Analysis, analyse, default_epochs, default_probe_steps
+from .frames import AnalysisError, group_label, load, probe_budgets
 
 SECTIONS = ["Summary", "Phase diagram", "Boundaries", "Entropy vs depth", "Agreement", "Cost", "Method",
             "Sweep spec", "Versions"]
 HEADLINE = ["n_probe_points", "n_train_points", "n_scored", "precision", "recall", "f1", "balanced_accuracy",
             "boundary_distance_depth", "boundary_distance_log_depth", "probe_seconds", "train_seconds",
-            "saving_factor", "critical_sigma_w2", "rtol", "threshold"]
+            "saving_factor", "critical_sigma_w2", "rtol", "threshold", "n_probe_not_converged"]
 
 
 def _fmt(v, nd=3) -> str:
@@ -65,6 +66,64 @@ def _spec_texts(uris) -> list[tuple[str, str]]:
     return out
 
 
+def spec_budgets(specs, probes: pd.DataFrame | None = None) -> tuple[int | None, int | None]:
+    """(decoder steps, training epochs) the saved resolved specs name: `probe.steps`, or where the spec gave
+    `probe.epochs` instead, the `steps_run` of the probe rows with that `epochs` setting; and `train.epochs`.
+    Several specs naming different budgets: the largest. None where no spec names one. `specs`: _spec_texts."""
+    steps, epochs = set(), set()
+    for _, text in specs:
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        if not isinstance(d, dict):
+            continue
+        pr, tr = d.get("probe"), d.get("train")
+        if isinstance(pr, dict) and pr.get("enabled", True) is not False:
+            if isinstance(pr.get("steps"), int):
+                steps.add(pr["steps"])
+            elif isinstance(pr.get("epochs"), int) and probes is not None and len(probes) and \
+                    {"epochs", "steps_run"} <= set(probes.columns):
+                ok = probes[probes["status"].eq("ok")] if "status" in probes else probes
+                run = pd.to_numeric(ok.loc[pd.to_numeric(ok["epochs"], errors="coerce") == pr["epochs"], "steps_run"],
+                                    errors="coerce").dropna()
+                if len(run):
+                    steps.add(int(run.max()))
+        if isinstance(tr, dict) and tr.get("points", "none") != "none" and isinstance(tr.get("epochs"), int):
+            epochs.add(tr["epochs"])
+    return (max(steps) if steps else None), (max(epochs) if epochs else None)
+
+
+def budgets_text(b: dict) -> str:
+    """The budgets an analysis read, as the report's first line: "Budgets: probe 938 decoder steps (checkpoints
+    58, 234, 938), probe depth 20; training ≤ 5 epochs, threshold 0.6"."""
+    many = lambda v: ", ".join(map(_fmt, v)) if isinstance(v, list) else _fmt(v)  # noqa: E731
+    S, depth, ck = b.get("probe_steps"), b.get("probe_depth"), b.get("probe_checkpoints") or []
+    if depth is None:
+        probe = "no probes"
+    else:
+        probe = (f"probe {S} decoder steps" if S is not None else "probe decoder steps not recorded")
+        if ck and ck != [S]:
+            probe += f" (checkpoints {', '.join(map(str, ck))})"
+        probe += (f", probe depths {many(depth)} (the deepest per σ_w² and seed is read)" if isinstance(depth, list)
+                  else f", probe depth {depth}")
+    E, thr = b.get("epochs"), b.get("threshold")
+    if E is None:
+        train = "no training"
+    else:
+        train = f"training ≤ {E} epochs"
+        stored = b.get("train_epochs_stored") or []
+        if stored and stored != [E]:
+            train += f" (budgets stored: {', '.join(map(str, stored))}; anytime verdicts)"
+        if thr is not None:
+            train += (f", thresholds {many(thr)} (each trial's own)" if isinstance(thr, list)
+                      else f", threshold {many(thr)}")
+    src = {"given": "as asked", "spec": "the sweep spec's", "largest": "the largest stored"}
+    how = [f"{w}: {src[b[k]]}" for k, w in (("probe_steps_source", "decoder steps"), ("epochs_source", "epochs"))
+           if b.get(k) in ("spec", "largest") and b.get(k.replace("_source", "")) is not None]
+    return f"Budgets: {probe}; {train}" + (f" [{'; '.join(how)}]" if how else "")
+
+
 def _versions(a: Analysis) -> pd.DataFrame:
     cols = ["schema_version", "reconent_version", "code_version", "torch_version", "ray_version", "python_version",
             "device"]
@@ -88,6 +147,7 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
     return pd.DataFrame({
         "group": [group_label(tuple(r)) for r in b[figures.GROUP].itertuples(index=False)],
         "σ_w²": b["sigma_w2"], "predicted L*": [rng(lo, hi) for lo, hi in zip(b["pred_lo"], b["pred_hi"])],
+        "probe converged": [_converged(k, n) for k, n in zip(b["n_converged_known"], b["n_not_converged"])],
         "95% CI (seeds)": [("–" if pd.isna(x) else f"{x:g} … {y:g}") for x, y in zip(b["ci_lo"], b["ci_hi"])],
         "true L* (trained depths)": [rng(lo, hi) for lo, hi in zip(b["true_lo"], b["true_hi"])],
         "trained depths": b["n_depths"],
@@ -95,6 +155,13 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
                                     for m, lo, hi in zip(b["post_median"], b["post_lo"], b["post_hi"])],
         "theory 6·ξ_c": b["theory_depth"], "|pred − true| (depth)": b["distance_depth"],
         "|pred − true| (log-depth)": b["distance_log_depth"]})
+
+
+def _converged(known, bad) -> str:
+    """A boundary-table cell: did the seeds' cutoffs stay put between the last two checkpoints?"""
+    if pd.isna(known) or not known:
+        return "–"
+    return "yes" if not bad else f"NOT converged ({int(bad)} of {int(known)} seed{'s' if known > 1 else ''})"
 
 
 def _agreement(a: Analysis) -> dict:
@@ -130,9 +197,10 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
     `explain`: folders written by `reconent explain`, shown in an extra "Interpretability" section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "curves": [], "search": []}
-    makers = {"phase": figures.phase_figure, "boundary": figures.boundary_figure, "curves": figures.curves_figure,
-              "search": figures.search_figure}
+    figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "budgets": [], "curves": [],
+                                               "search": []}
+    makers = {"phase": figures.phase_figure, "boundary": figures.boundary_figure,
+              "budgets": figures.budgets_figure, "curves": figures.curves_figure, "search": figures.search_figure}
     for i, key in enumerate(a.groups()):
         suffix = "" if i == 0 else f"_{i + 1}"
         for name, make in makers.items():
@@ -152,7 +220,9 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
             f"threshold = {_fmt(s['threshold']) if not isinstance(s['threshold'], list) else s['threshold']}")
     doc = _ENV.get_template("report.html.j2").render(
         title=title or f"reconent report: {', '.join(s['sweeps']) or 'results'}",
-        uris=[str(u) for u in uris], rule=rule, generated=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        uris=[str(u) for u in uris], rule=rule, budgets=budgets_text(s["budgets"]),
+        n_not_converged=s["n_probe_not_converged"],
+        generated=f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
         sections=SECTIONS + (["Interpretability"] if explain else []),
         headline=head, notes=a.notes,
         figures={k: [_img(p, alt) for p, alt in v] for k, v in figs.items()},
@@ -166,8 +236,11 @@ def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explai
 
 
 def report(uris, out_dir, rtol: float | None = None, threshold: float | None = None, n_boot: int = 1000,
-           explain=()) -> dict:
-    """Load one or several sweeps (`<storage>/<sweep name>` each), analyse and write the report."""
+           explain=(), steps: int | None = None, epochs: int | None = None) -> dict:
+    """Load one or several sweeps (`<storage>/<sweep name>` each), analyse and write the report.
+
+    `steps` (decoder steps) / `epochs` (training epochs): the budgets to read; None: the ones the sweeps' saved
+    specs name (specs/spec.yaml), else the largest stored. Rows at other budgets are left out with a note."""
     uris = [uris] if isinstance(uris, (str, Path)) else list(uris)
     got = {k: [] for k in ("probe", "train")}
     for u in map(str, uris):  # one at a time, so a mistyped URI among several is named, not skipped
@@ -178,13 +251,43 @@ def report(uris, out_dir, rtol: float | None = None, threshold: float | None = N
             got[k].append(f)
     probes, trains = (pd.concat([f for f in got[k] if len(f)] or [pd.DataFrame()], ignore_index=True)
                       for k in ("probe", "train"))
-    return write_report(analyse(probes, trains, rtol, threshold, n_boot=n_boot), out_dir, uris, explain=explain)
+    S, E, src, notes = _default_budgets(uris, probes, trains, steps, epochs)
+    a = analyse(probes, trains, rtol, threshold, n_boot=n_boot, probe_steps=S, epochs=E)
+    a.budgets.update(src)
+    a.notes[:0] = notes
+    return write_report(a, out_dir, uris, explain=explain)
+
+
+def _default_budgets(uris, probes, trains, steps, epochs):
+    """The budgets to read: given, else the spec's (when rows exist at it), else the largest stored."""
+    spec_S, spec_E = spec_budgets(_spec_texts(uris), probes) if steps is None or epochs is None else (None, None)
+    notes, src = [], {"probe_steps_source": "given", "epochs_source": "given"}
+    if steps is None:
+        stored = probe_budgets(probes)
+        if spec_S is not None and spec_S in stored["checkpoints"]:
+            steps, src["probe_steps_source"] = spec_S, "spec"
+        else:
+            steps, src["probe_steps_source"] = default_probe_steps(probes), "largest"
+            if spec_S is not None and steps is not None:
+                notes.append(f"the sweep spec names {spec_S} decoder steps but no probe can be read there: the report "
+                             f"uses the largest stored, {steps}")
+    if epochs is None:
+        largest = default_epochs(trains)
+        if spec_E is not None and largest is not None and spec_E <= largest:
+            epochs, src["epochs_source"] = spec_E, "spec"
+        else:
+            epochs, src["epochs_source"] = largest, "largest"
+            if spec_E is not None and largest is not None:
+                notes.append(f"the sweep spec names {spec_E} training epochs but the longest stored budget is "
+                             f"{largest}: the report uses {largest}")
+    return steps, epochs, src, notes
 
 
 def summary_text(s: dict, out_dir) -> str:
     """The summary of `report()` as the few lines `reconent report` prints (without --json)."""
     f = lambda k: _fmt(s[k]) if not isinstance(s[k], list) else s[k]  # noqa: E731
     return "\n".join([
+        budgets_text(s["budgets"]),
         f"{s['n_probe_points']} probes, {s['n_train_points']} training trials, {s['n_scored']} scored "
         f"(rtol {f('rtol')}, threshold {f('threshold')})",
         f"precision {f('precision')}  recall {f('recall')}  F1 {f('f1')}  balanced accuracy "

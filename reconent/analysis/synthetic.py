@@ -2,8 +2,8 @@
 
 For tests, examples and for checking the analysis without running a sweep. A probe row's normalised profile
 is built so that its cutoff at rtol 0.005 is exactly `cutoff` (in units of depth: a cnn/resnet profile has 3
-stem layers first); a training row's accuracy curve reaches
-`peak` at its last epoch.
+stem layers first), with its decoder budget (`steps`, default 938) and optionally the anytime probe's checkpoints;
+a training row's accuracy curve reaches `peak` at its last epoch, or is the curve you give.
 """
 from __future__ import annotations
 
@@ -35,27 +35,53 @@ def profile(depth: int, cutoff: int, drift: float = 0.003) -> np.ndarray:
 
 
 def probe_row(sigma_w2, depth, cutoff, seed=0, sigma_b2=0.05, dataset="mnist5k", arch="mlp", activation="tanh",
-              width=784, channels=None, rtol=0.005, seconds=10.0, sweep="synthetic", status="ok") -> dict:
+              width=784, channels=None, rtol=0.005, seconds=10.0, sweep="synthetic", status="ok", steps=938,
+              epochs=None, steps_run=None, checkpoints=None) -> dict:
+    """A probe row whose final profile has cutoff `cutoff`. The decoder budget is `steps` Adam steps (the
+    `steps` setting, `epochs` null), or, with steps=None, `epochs` passes (`steps_run` then defaults to 63 per
+    pass: the 4,000-image mnist5k in batches of 64). `checkpoints` {steps: cutoff} adds the anytime probe's
+    readings on the way (`checkpoint_steps`, `checkpoint_norm_median` from `profile()`); the final budget
+    is always the last checkpoint, with `cutoff`."""
     from reconent.science import archs
 
     stem = archs.get(arch).stem  # cnn/resnet profiles also cover the conv stem
+    if steps is None and epochs is None:
+        epochs = 1
+    run = int(steps if steps is not None else (steps_run if steps_run is not None else 63 * epochs))
     r = profile(depth + stem, cutoff + stem)
     S = 0.5 * r  # S_L = 0.5 nats
+    ck = None
+    if checkpoints:
+        ck = {int(k): int(v) for k, v in checkpoints.items() if int(k) < run}
+        ck[run] = int(cutoff)
     d = _common("probe", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,
-                dict(epochs=1, batch_size=64, lr=1e-3, rtol=rtol, train_samples=4000, eval_samples=500), seconds)
+                dict(epochs=epochs, steps=steps, checkpoints=",".join(map(str, sorted(ck))) if ck else "none",
+                     batch_size=64, lr=1e-3, rtol=rtol, train_samples=4000, eval_samples=500), seconds)
     return dict(d, status=status, cutoff=cutoff, relative_entropy_median=list(S), relative_entropy_mean=list(S),
                 relative_entropy_q25=list(0.9 * S), relative_entropy_q75=list(1.1 * S),
                 relative_entropy_norm_median=list(r), differential_entropy=list(-7.0 + np.log(r)),
-                decoder_loss=[0.01] * (depth + stem), steps=63, train_seconds=0.8 * seconds, path="stacked")
+                decoder_loss=[0.01] * (depth + stem), steps_run=run,
+                checkpoint_steps=sorted(ck) if ck else None,
+                checkpoint_norm_median=[list(profile(depth + stem, c + stem)) for _, c in sorted(ck.items())]
+                if ck else None,
+                train_seconds=0.8 * seconds, path="stacked")
 
 
-def train_row(sigma_w2, depth, peak, seed=0, epochs=5, threshold=0.8, stop_early=True, sigma_b2=0.05,
+def train_row(sigma_w2, depth, peak=None, seed=0, epochs=5, threshold=0.8, stop_early=True, sigma_b2=0.05,
               dataset="mnist5k", arch="mlp", activation="tanh", width=784, channels=None, seconds=100.0,
-              sweep="synthetic", status="ok") -> dict:
-    """Accuracy climbs linearly to `peak` at the last epoch; with stop_early the run ends at the first epoch
-    above `threshold`, as reconent.train does."""
-    acc = list(np.linspace(0.1, peak, epochs))
-    if stop_early and peak > threshold:
+              sweep="synthetic", status="ok", curve=None) -> dict:
+    """Accuracy climbs linearly to `peak` at the last epoch, or follows `curve` (accuracy after each epoch, at
+    most `epochs` of them); with stop_early the run ends at the first epoch above `threshold`, as
+    reconent.train does."""
+    if curve is None:
+        if peak is None:
+            raise ValueError("train_row needs a peak accuracy or an explicit curve")
+        acc = list(np.linspace(0.1, peak, epochs))
+    else:
+        acc = [float(a) for a in curve]
+        if not 1 <= len(acc) <= epochs:
+            raise ValueError(f"a curve has 1 .. epochs ({epochs}) accuracies, got {len(acc)}")
+    if stop_early and any(a > threshold for a in acc):
         acc = acc[:next(i for i, a in enumerate(acc) if a > threshold) + 1]
     d = _common("train", sweep, dataset, arch, activation, width, channels, depth, sigma_w2, sigma_b2, seed,
                 dict(epochs=epochs, threshold=threshold, lr=1e-3, batch_size=64, train_samples=4000,
@@ -64,10 +90,12 @@ def train_row(sigma_w2, depth, peak, seed=0, epochs=5, threshold=0.8, stop_early
                 reached=bool(acc[-1] > threshold), final_accuracy=acc[-1])
 
 
-def grid(boundary: dict, probe_depth: int, train_depths, seeds=(0,), **kw):
+def grid(boundary: dict, probe_depth: int, train_depths, seeds=(0,), probe_kw=None, train_kw=None, **kw):
     """Probe and training frames for a known boundary {σ_w²: L*}: one probe of `probe_depth` per σ_w² and seed
-    with cutoff L*, and training at each depth that reaches 0.9 when depth <= L* and stalls at 0.2 otherwise."""
-    probes = [probe_row(w, probe_depth, c, seed=s, **kw) for w, c in boundary.items() for s in seeds]
-    trains = [train_row(w, d, 0.9 if d <= c else 0.2, seed=s, **kw) for w, c in boundary.items()
+    with cutoff L*, and training at each depth that reaches 0.9 when depth <= L* and stalls at 0.2 otherwise.
+    `kw` goes to both row makers; `probe_kw` (e.g. steps, checkpoints) and `train_kw` (e.g. epochs) to one."""
+    pk, tk = dict(kw, **(probe_kw or {})), dict(kw, **(train_kw or {}))
+    probes = [probe_row(w, probe_depth, c, seed=s, **pk) for w, c in boundary.items() for s in seeds]
+    trains = [train_row(w, d, 0.9 if d <= c else 0.2, seed=s, **tk) for w, c in boundary.items()
               for d in train_depths for s in seeds]
     return pd.DataFrame(probes), pd.DataFrame(trains)

@@ -1,4 +1,4 @@
-"""`reconent bench probe` (the probe against the matmul peak), `reconent bench sweep` (Ray overhead) and
+"""`reconent bench probe` (the probe against the matmul peak and its floor), `reconent bench sweep` (Ray overhead) and
 `reconent bench search` (the boundary search against a synthetic oracle)."""
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ from reconent.cli import Parser, emit, nonneg, pos_int
 
 def register(sub) -> None:
     from reconent.science import archs
+    from reconent.science.data import DATASETS
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers").add_subparsers(
         dest="what", required=True, parser_class=Parser)
-    b = bench.add_parser("probe", help="time the probe on a paper-sized network against the matmul peak")
+    b = bench.add_parser("probe", help="time the probe on a paper-sized network against the matmul peak and the "
+                         "training's floor")
     b.add_argument("--arch", default="mlp", choices=archs.names())
     b.add_argument("--width", type=pos_int, default=784, help="mlp width")
     b.add_argument("--channels", type=pos_int, default=None, help="cnn/resnet channels (default 128 cnn, 32 resnet)")
     b.add_argument("--depth", type=pos_int, default=30)
-    b.add_argument("--steps", type=pos_int, default=100)
+    b.add_argument("--steps", type=pos_int, default=100, help="decoder steps (default 100; the probe's own default "
+                   "is 938)")
+    b.add_argument("--dataset", default=None, choices=DATASETS,
+                   help="train on this dataset's training split, cycled for --steps (the cached body activations "
+                   "are measured); default: random inputs, one pass")
+    b.add_argument("--data-root", default=None, help="torchvision data root (default $RECONENT_DATA or ~/.cache)")
+    b.add_argument("--checkpoints", default="none", type=_checkpoints, metavar="auto|none|K,K,...",
+                   help="intermediate evaluations, timed apart from the training (default none)")
+    b.add_argument("--cache", default="auto", choices=("auto", "on", "off"),
+                   help="the body's activations of the split computed once (auto: when the split is cycled)")
     b.add_argument("--batch-size", type=pos_int, default=64)
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     b.add_argument("--eval-samples", type=pos_int, default=500, help="evaluation inputs (default 500)")
@@ -40,21 +51,50 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_bench_search)
 
 
+def _checkpoints(s: str) -> str:
+    """--checkpoints: checked now (one line, exit 2); against the budget when the probe runs."""
+    import argparse
+
+    from reconent.science.probe import checkpoints_text
+
+    try:
+        return checkpoints_text(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_bench_probe(a) -> None:
     from reconent.bench import bench_probe
 
     out = bench_probe(a.arch, a.width, a.depth, a.steps, a.batch_size, a.device, channels=a.channels,
-                      eval_samples=a.eval_samples, eval_depths=tuple(dict.fromkeys(a.eval_depths)))
-    emit(out, a.json, lambda o: print(
-        f"probe bench on {o['device']} ({o['device_name']}, {o['threads']} threads, load average "
-        f"{o['load_average']:.1f}): {o['arch']} "
-        f"{'width ' + str(o['width']) if o['arch'] == 'mlp' else 'channels ' + str(o['channels'])} "
-        f"depth {o['depth']} batch {o['batch_size']}, {o['steps']} steps, {o['path']} path\n"
-        f"  training: {o['train_seconds']:.2f} s, {o['ms_per_step']:.1f} ms/step  {o['gflops']:.1f} GFLOP/s  "
-        f"peak matmul {o['peak_gflops']:.1f} GFLOP/s (fp32)  efficiency {o['efficiency']:.2f}\n"
-        + "\n".join(f"  evaluation ({m}, {o['eval_samples']} samples): {e['eval_seconds']:.2f} s, "
-                    f"{e['evaluated_layers']} of {o['layers']} layers, cutoff {e['cutoff']}" for m, e in o["eval"].items())
-        + (f"\n  CUDA peak memory {o['cuda_peak_memory_gib']:.2f} GiB" if o["cuda_peak_memory_gib"] else "")))
+                      eval_samples=a.eval_samples, eval_depths=tuple(dict.fromkeys(a.eval_depths)),
+                      dataset=a.dataset, checkpoints=a.checkpoints, data_root=a.data_root,
+                      cache={"auto": None, "on": True, "off": False}[a.cache])
+    emit(out, a.json, _probe_table)
+
+
+def _probe_table(o: dict) -> None:
+    print(f"probe bench on {o['device']} ({o['device_name']}, {o['threads']} threads, load average "
+          f"{o['load_average']:.1f}): {o['arch']} "
+          f"{'width ' + str(o['width']) if o['arch'] == 'mlp' else 'channels ' + str(o['channels'])} "
+          f"depth {o['depth']} batch {o['batch_size']}, {o['steps']} steps on "
+          f"{o['dataset'] or 'random inputs'} ({o['train_samples']} samples"
+          f"{', body activations cached' if o['cached'] else ''}), {o['path']} path")
+    print(f"  training: {o['train_seconds']:.2f} s, {o['ms_per_step']:.1f} ms/step  {o['gflops']:.1f} GFLOP/s  "
+          f"peak matmul {o['peak_gflops']:.1f} GFLOP/s (fp32)  efficiency {o['efficiency']:.2f}")
+    if o["floor_seconds"] is not None:
+        print(f"  floor: {o['floor_seconds']:.2f} s (matmuls {o['floor_matmul_seconds']:.2f} s, Adam "
+              f"{o['floor_adam_seconds']:.2f} s at {o['bandwidth_gbs']:.1f} GB/s)  training/floor "
+              f"{o['floor_ratio']:.2f}"
+              + (f"; building the cache took {o['cache_build_seconds']:.2f} s of the training" if o["cached"] else ""))
+    if len(o["checkpoint_steps"]) > 1:
+        print(f"  checkpoints {o['checkpoints']}: {o['checkpoint_seconds']:.2f} s of intermediate evaluations; "
+              "cutoff by steps " + ", ".join(f"{k}: {v}" for k, v in o["cutoff_by_steps"].items()))
+    for m, e in o["eval"].items():
+        print(f"  evaluation ({m}, {o['eval_samples']} samples): {e['eval_seconds']:.2f} s, "
+              f"{e['evaluated_layers']} of {o['layers']} layers, cutoff {e['cutoff']}")
+    if o["cuda_peak_memory_gib"]:
+        print(f"  CUDA peak memory {o['cuda_peak_memory_gib']:.2f} GiB")
 
 
 def cmd_bench_sweep(a) -> None:

@@ -40,7 +40,17 @@ def add_probe_args(p) -> None:
     p.add_argument("--sigma-w2", type=nonneg, default=1.76)
     p.add_argument("--sigma-b2", type=nonneg, default=0.05)
     p.add_argument("--seed", type=number(int, 0), default=0)
-    p.add_argument("--epochs", type=pos_int, default=1)
+    from reconent.science.budget import DEFAULT_STEPS
+
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=pos_int, default=None,
+                        help=f"decoder budget in Adam steps (default {DEFAULT_STEPS}: one epoch of the 60,000-image "
+                        "MNIST; a smaller split is cycled in reshuffled passes)")
+    budget.add_argument("--epochs", type=pos_int, default=None,
+                        help="the decoder budget as passes over the training split instead (--epochs 1: 63 steps on "
+                        "mnist5k)")
+    p.add_argument("--checkpoints", default="auto", type=_checkpoints, metavar="auto|none|K,K,...",
+                   help="also evaluate the cascade after these steps (default auto: steps/16, steps/4 and steps)")
     p.add_argument("--batch-size", type=pos_int, default=64)
     p.add_argument("--lr", type=pos_float, default=1e-3)
     p.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: the arch's, "
@@ -56,6 +66,18 @@ def add_probe_args(p) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
 
 
+def _checkpoints(s: str):
+    """--checkpoints: checked now (one line, exit 2); checked against the budget once it is known."""
+    import argparse
+
+    from reconent.science.budget import parse_checkpoints
+
+    try:
+        return parse_checkpoints(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def run_probe(a) -> tuple[dict, object, object]:
     """Shared by `probe` and later commands: load data, build the body, probe. Returns summary, result, data."""
     from reconent.science import archs
@@ -66,7 +88,8 @@ def run_probe(a) -> tuple[dict, object, object]:
     body = archs.build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
                        activation=a.activation, **{k: getattr(a, k) for k in archs.SIZES})
     rtol = a.rtol if a.rtol is not None else archs.get(a.arch).rtol
-    r = probe(body, d.train_x, d.test_x, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, rtol=rtol,
+    r = probe(body, d.train_x, d.test_x, steps=a.steps, epochs=a.epochs, checkpoints=a.checkpoints,
+              batch_size=a.batch_size, lr=a.lr, rtol=rtol,
               train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device,
               eval_depths=a.eval_depths, entropy_dtype=a.entropy_dtype, tf32=a.tf32)
     point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "channels", "activation", "depth", "sigma_w2",
@@ -102,7 +125,11 @@ def _probe_table(o: dict) -> None:
         print(f"{i + 1:>5} {o['relative_entropy_median'][i]:>10.5f} {o['relative_entropy_q25'][i]:>9.5f} "
               f"{o['relative_entropy_q75'][i]:>9.5f} {o['relative_entropy_norm_median'][i]:>8.4f} "
               f"{o['differential_entropy'][i]:>9.3f} {o['decoder_loss'][i]:>9.5f}")
-    print(f"cutoff (rtol {o['rtol']:g}): layer {o['cutoff']}  -> predicted maximum trainable depth")
+    print(f"cutoff (rtol {o['rtol']:g}): layer {o['cutoff']}  -> predicted maximum trainable depth, after "
+          f"{o['steps_run']} decoder steps")
+    if len(o["cutoff_by_steps"]) > 1:
+        print("cutoff by decoder steps: " + ", ".join(f"{k}: {v}" for k, v in o["cutoff_by_steps"].items())
+              + f" (intermediate evaluations {o['checkpoint_seconds']:.1f} s)")
     for k in ("plot", "reconstructions"):
         if k in o:
             print(f"wrote {o[k]}")

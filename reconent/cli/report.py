@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from reconent.cli import nonneg, number, pos_float
+from reconent.cli import nonneg, number, pos_float, pos_int
 
 
 def register(sub) -> None:
@@ -14,6 +14,13 @@ def register(sub) -> None:
     r.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: each probe's stored rtol)")
     r.add_argument("--threshold", type=nonneg, default=None,
                    help="accuracy threshold in [0, 1] (default: each trial's stored threshold)")
+    r.add_argument("--steps", type=pos_int, default=None, metavar="N",
+                   help="read the probes at N decoder steps: their final profile where they ran N steps, else a "
+                        "checkpoint at N (default: the budget the sweep's saved spec names, else the largest stored); "
+                        "probes at other budgets are left out, never mixed")
+    r.add_argument("--epochs", type=pos_int, default=None, metavar="E",
+                   help="training verdicts at an epoch budget of E (anytime: passed by epoch E, or ran E epochs "
+                        "without passing; default: the spec's train.epochs, else the largest stored)")
     r.add_argument("--n-boot", type=number(int, 0), default=1000, help="bootstrap resamples over seeds (0: none)")
     r.add_argument("--explain", action="append", default=[], metavar="DIR",
                    help="also embed the figures of a `reconent explain` output folder (repeatable)")
@@ -24,5 +31,6 @@ def register(sub) -> None:
 def cmd_report(a) -> None:
     from reconent.analysis.report import report, summary_text
 
-    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain)
+    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain, steps=a.steps,
+               epochs=a.epochs)
     print(json.dumps(s) if a.json else summary_text(s, a.out))

@@ -1,8 +1,11 @@
 """The cascade probe (SCIENCE §2): how much of the input survives to each layer of an untrained body.
 
-One decoder g_ℓ: h_ℓ → h_{ℓ-1} per layer, each trained for `epochs` with its own Adam on
-MSE(g_ℓ(h_ℓ), h_{ℓ-1}) while the body stays frozen. Then x̂^(ℓ) = g_1 ∘ … ∘ g_ℓ(h_ℓ) on held-out
-samples gives the relative-entropy profile S_ℓ and the cutoff.
+One decoder g_ℓ: h_ℓ → h_{ℓ-1} per layer, each trained with its own Adam on MSE(g_ℓ(h_ℓ), h_{ℓ-1}) while the
+body stays frozen, for a budget of `steps` mini-batch steps (default `DEFAULT_STEPS` = 938, one epoch of the
+60,000-image MNIST at batch 64; `epochs=N` is N passes over the split at hand). A split smaller than the budget
+is cycled in reshuffled passes. Then x̂^(ℓ) = g_1 ∘ … ∘ g_ℓ(h_ℓ) on held-out samples gives the relative-entropy
+profile S_ℓ and the cutoff. The cutoff depends on the budget, so the probe can also read the profile at
+`checkpoints` on the way (the anytime probe): one training, a cutoff per budget.
 
 `probe` is a plain function: no Ray, no files. It has two training paths with the same maths:
 - stacked: when every block is a Dense layer of the same square width (the paper's wide MLP),
@@ -12,6 +15,8 @@ samples gives the relative-entropy profile S_ℓ and the cutoff.
 - generic: any blocks with any decoders, through autograd. Summing the per-layer losses and
   calling backward once gives each decoder exactly its own gradient, since no gradient flows
   between layers, and Adam is elementwise, so one optimiser over all decoders equals one each.
+When the split is cycled, the frozen body's activations of the whole split are computed once and gathered
+per mini-batch (`cache`), which saves the body's forward matmul in every later pass.
 """
 from __future__ import annotations
 
@@ -25,19 +30,26 @@ import torch
 from torch import nn
 from torch.optim.adam import adam as _adam  # Adam's functional form (_StackAdam)
 
+from .budget import (DEFAULT_STEPS, checkpoints_text, default_checkpoints, parse_checkpoints,  # noqa: F401
+                     resolve_steps, steps_per_pass)
 from .entropy import as_distribution, cutoff_from_normalised, differential_entropy_rows, kl, normalised
 from . import models
 from .models import DATA, Body, Dense, stream
+
+# The body's activations h_0..h_L of the whole training split are kept (`cache=None`) only below this size:
+# depth 200 × 4,000 images × 784 × 4 B ≈ 2.5 GB fits; the 60,000-image MNIST at depth 200 would not (and is
+# not cycled at the default budget anyway).
+CACHE_BYTES = 4 * 2**30
 
 
 @dataclass
 class ProbeResult:
     relative_entropy: np.ndarray  # (L, n_eval): S_ℓ per held-out sample, nats
     differential_entropy: np.ndarray  # (L,)
-    decoder_loss: np.ndarray  # (L,) mean training MSE per decoder over the last epoch
-    steps: int
+    decoder_loss: np.ndarray  # (L,) mean training MSE per decoder over the last pass that ran (maybe partial)
+    steps_run: int  # mini-batch steps each decoder took: the budget
     seconds: float  # wall time of the whole probe
-    train_seconds: float  # wall time of the decoder training (the hot loop); the rest is mostly evaluation
+    train_seconds: float  # wall time of the decoder training (the hot loop), checkpoint evaluations excluded
     device: str
     path: str  # "stacked" or "generic"
     rtol: float
@@ -45,10 +57,19 @@ class ProbeResult:
     decoders: nn.ModuleList = field(repr=False)
     evaluated: np.ndarray | None = None  # (L,) bool: layers whose cascade ran (eval_depths); None: all
     settings: dict = field(default_factory=dict)  # the evaluation settings, for the summary
+    checkpoint_steps: list[int] | None = None  # steps at which the cascade was evaluated, ascending; last: steps_run
+    checkpoint_norm_median: np.ndarray | None = None  # (n_checkpoints, L); NaN: not evaluated; last: norm_median
+    checkpoint_evaluated: np.ndarray | None = None  # (n_checkpoints, L) bool; last: evaluated
+    checkpoint_seconds: float = 0.0  # wall time of the intermediate evaluations
+    cached: bool = False  # whether the body's activations of the split were computed once and reused
 
     def __post_init__(self):
         if self.evaluated is None:
             self.evaluated = np.ones(self.depth, dtype=bool)
+        if self.checkpoint_steps is None:  # only the final reading
+            self.checkpoint_steps = [self.steps_run]
+            self.checkpoint_norm_median = self.norm_median[None]
+            self.checkpoint_evaluated = self.evaluated[None]
 
     @property
     def depth(self) -> int:
@@ -77,16 +98,32 @@ class ProbeResult:
         return np.median(normalised(self.relative_entropy), axis=1)
 
     def cutoff(self, rtol: float | None = None) -> int:
-        r = self.norm_median.copy()
-        r[self.evaluated & np.isnan(r)] = np.inf  # a NaN where the cascade ran: off the plateau (diverged)
-        r[~self.evaluated] = np.nan
-        return cutoff_from_normalised(r, self.rtol if rtol is None else rtol, skip_nan=not self.evaluated.all())
+        return _cutoff(self.norm_median, self.evaluated, self.rtol if rtol is None else rtol)
+
+    def checkpoint_cutoff(self, i: int | str | None = None, rtol: float | None = None, *,
+                          steps: int | None = None) -> int:
+        """The cutoff read at one checkpoint: `i` an index into `checkpoint_steps` (an int, negative from the
+        end) or its step count as a string (a key of `cutoff_by_steps`), or `steps=k`."""
+        if (i is None) == (steps is None):
+            raise ValueError("give a checkpoint index, its steps as a string, or steps=k")
+        if isinstance(i, str):
+            steps = int(i)
+        if steps is not None:
+            if steps not in self.checkpoint_steps:
+                raise ValueError(f"no checkpoint at {steps} steps; checkpoints: {self.checkpoint_steps}")
+            i = self.checkpoint_steps.index(steps)
+        rtol = self.rtol if rtol is None else rtol
+        return _cutoff(self.checkpoint_norm_median[i], self.checkpoint_evaluated[i], rtol)
+
+    def cutoff_by_steps(self, rtol: float | None = None) -> dict[str, int]:
+        """{steps: cutoff} at every checkpoint, ascending; the last is the probe's own budget and `cutoff()`."""
+        return {str(k): self.checkpoint_cutoff(i, rtol) for i, k in enumerate(self.checkpoint_steps)}
 
     def summary(self) -> dict:
         """JSON-ready numbers (lists per layer, layer 1 first)."""
         ev = self.evaluated
         # layers whose cascade did not run (eval_depths: search) are None (null in Parquet and JSON)
-        f = lambda a: [float(v) if ev[i] else None for i, v in enumerate(a)]  # noqa: E731
+        f = lambda a, ev=ev: [float(v) if ev[i] else None for i, v in enumerate(a)]  # noqa: E731
         return {
             "status": self.status, "layers": self.depth, "cutoff": self.cutoff(), "rtol": self.rtol,
             "relative_entropy_median": f(self.median), "relative_entropy_mean": f(self.mean),
@@ -94,35 +131,67 @@ class ProbeResult:
             "relative_entropy_norm_median": f(self.norm_median),
             "differential_entropy": f(self.differential_entropy),
             "decoder_loss": [float(v) for v in self.decoder_loss],
-            "eval_samples": int(self.relative_entropy.shape[1]), "steps": self.steps,
-            "seconds": self.seconds, "train_seconds": self.train_seconds, "eval_seconds": self.seconds - self.train_seconds,
-            "device": self.device, "path": self.path, "evaluated_layers": int(self.evaluated.sum()), **self.settings,
+            "eval_samples": int(self.relative_entropy.shape[1]), "steps_run": self.steps_run,
+            "checkpoint_steps": [int(k) for k in self.checkpoint_steps],
+            "checkpoint_norm_median": [f(r, e) for r, e in zip(self.checkpoint_norm_median, self.checkpoint_evaluated)],
+            "cutoff_by_steps": self.cutoff_by_steps(),
+            "seconds": self.seconds, "train_seconds": self.train_seconds, "checkpoint_seconds": self.checkpoint_seconds,
+            "eval_seconds": self.seconds - self.train_seconds - self.checkpoint_seconds,
+            "device": self.device, "path": self.path, "evaluated_layers": int(self.evaluated.sum()),
+            "cached": bool(self.cached), **self.settings,
         }
 
 
-def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: int = 1, batch_size: int = 64,
-          lr: float = 1e-3, rtol: float = 0.005, train_samples: int | None = None, eval_samples: int | None = None,
-          device: str | torch.device = "cpu", stacked: bool | None = None, n_show: int = 8,
-          eval_chunk: int = 256, per_chunk: int = 8, eval_depths: str = "all",
-          entropy_dtype: str = "float64", tf32: bool = False) -> ProbeResult:
+def _cutoff(norm_median: np.ndarray, evaluated: np.ndarray, rtol: float) -> int:
+    r = np.array(norm_median, dtype=float)
+    r[evaluated & np.isnan(r)] = np.inf  # a NaN where the cascade ran: off the plateau (diverged)
+    r[~evaluated] = np.nan
+    return cutoff_from_normalised(r, rtol, skip_nan=not evaluated.all())
+
+
+def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, steps: int | None = None,
+          epochs: int | None = None, checkpoints="auto", batch_size: int = 64, lr: float = 1e-3, rtol: float = 0.005,
+          train_samples: int | None = None, eval_samples: int | None = None, device: str | torch.device = "cpu",
+          stacked: bool | None = None, n_show: int = 8, eval_chunk: int = 256, per_chunk: int = 8,
+          eval_depths: str = "all", entropy_dtype: str = "float64", tf32: bool = False,
+          cache: bool | None = None) -> ProbeResult:
     """Train the decoder cascade of `body` and measure its entropy profile on `eval_x`.
 
     train_x/eval_x: any shape (N, ...) whose per-sample size matches body.in_shape, pixels in [0, 1].
-    The mini-batch order and any subsetting come from the body's seed, so the result is
-    deterministic for a given seed on CPU. `stacked=None` picks the stacked path when it applies.
+    The budget: `steps` mini-batch steps, or `epochs` passes over the (subset) training split (N passes of
+    ceil(n/batch_size) steps each, the same as steps = N·ceil(n/batch_size)); neither: `DEFAULT_STEPS`. Pass k
+    uses the k-th `randperm` of the body's DATA stream, all drawn up front; a `steps` budget may end inside a
+    pass. The mini-batch order and any subsetting come from the body's seed, so the result is deterministic for
+    a given seed on CPU. `stacked=None` picks the stacked path when it applies.
+
+    checkpoints: "auto" (steps/16, steps/4, steps), "none" (None, []) or steps such as [58, 234] or "58,234,938"
+    (the budget itself is always the last). At each one before the end, training pauses and the cascade is
+    evaluated with `eval_depths="search"` on the same held-out samples; only its normalised median profile is
+    kept (`checkpoint_norm_median`, `cutoff_by_steps`). The evaluation touches neither the decoders nor the
+    batch order: the final decoders are those of a probe without checkpoints.
+
+    cache: keep the frozen body's activations of the whole split and gather each mini-batch's rows instead of
+    recomputing the body (None: when the split is cycled and they take at most `CACHE_BYTES`). The decoders
+    are the same to float32 rounding either way.
 
     The caller's `body` is left as it was (device, requires_grad, train/eval mode): the probe
     moves and freezes a copy of it.
     """
     t0 = time.perf_counter()
     device = models.device(device)
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ValueError(f"need epochs >= 1, batch_size >= 1, lr > 0; got {epochs}, {batch_size}, {lr}")
+    if batch_size < 1 or lr <= 0 or per_chunk < 1:
+        raise ValueError(f"need batch_size >= 1, lr > 0, per_chunk >= 1; got {batch_size}, {lr}, {per_chunk}")
+    if eval_depths not in EVAL_DEPTHS:  # checked before the training, not after it
+        raise ValueError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
+    if entropy_dtype not in ENTROPY_DTYPES:
+        raise ValueError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
     gen = stream(body.seed, 0, DATA)
     train_x = _subset(train_x, train_samples, gen).reshape(-1, *body.in_shape)
     eval_x = _subset(eval_x, eval_samples, gen).reshape(-1, *body.in_shape)
     if len(train_x) == 0 or len(eval_x) < 2:
         raise ValueError(f"need >= 1 training and >= 2 evaluation samples, got {len(train_x)} and {len(eval_x)}")
+    total = resolve_steps(steps, epochs, len(train_x), batch_size)
+    marks = parse_checkpoints(checkpoints, total)  # ascending, the last is `total`
     body = copy.deepcopy(body).to(device).eval().requires_grad_(False)  # the caller's body stays as it was
     if device.type == "cuda":  # the data lives on the device: one upload, every batch gathered there
         train_x, eval_x = train_x.to(device), eval_x.to(device)
@@ -131,19 +200,36 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, epochs: in
         raise ValueError("stacked=True needs a body of Dense layers that all have the same square width")
     use_stacked = can_stack if stacked is None else stacked
 
-    order = [torch.randperm(len(train_x), generator=gen) for _ in range(epochs)]
+    order = pass_orders(gen, len(train_x), batch_size, total)  # drawn up front, as always
+    use_cache = _use_cache(cache, body, train_x, batch_size, total, device)
+    readings, ck_seconds = [], 0.0  # (normalised median, evaluated) per intermediate checkpoint
+
+    def at_checkpoint(decoders: nn.ModuleList, k: int) -> None:
+        nonlocal ck_seconds
+        if device.type == "cuda":  # the training's queued work is the training's time
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        S, _, _, ev = _evaluate(body, decoders, eval_x, device, 0, eval_chunk, "search", entropy_dtype, rtol)
+        readings.append((np.median(normalised(S), axis=1), ev))
+        ck_seconds += time.perf_counter() - t
+
     with _tf32(device, tf32):
         t1 = time.perf_counter()
         train = _train_generic if not use_stacked else _train_stacked_cuda if device.type == "cuda" else _train_stacked
-        decoders, losses, steps = train(body, train_x, order, batch_size, lr, device, per_chunk)
+        decoders, losses, steps_run = train(body, train_x, order, batch_size, lr, device, per_chunk, total,
+                                            marks[:-1], at_checkpoint, use_cache)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        train_seconds = time.perf_counter() - t1
+        train_seconds = time.perf_counter() - t1 - ck_seconds
         S, H, examples, evaluated = _evaluate(body, decoders, eval_x, device, n_show, eval_chunk, eval_depths,
                                               entropy_dtype, rtol)
-    return ProbeResult(S, H, losses, steps, time.perf_counter() - t0, train_seconds, str(device),
-                       "stacked" if use_stacked else "generic", rtol, examples, decoders.cpu(), evaluated,
-                       {"eval_depths": eval_depths, "entropy_dtype": entropy_dtype, "tf32": bool(tf32)})
+    norm = np.stack([r for r, _ in readings] + [np.median(normalised(S), axis=1)])
+    ck_evaluated = np.stack([e for _, e in readings] + [evaluated])
+    settings = {"eval_depths": eval_depths, "entropy_dtype": entropy_dtype, "tf32": bool(tf32),
+                "checkpoints": checkpoints_text(checkpoints)}
+    return ProbeResult(S, H, losses, steps_run, time.perf_counter() - t0, train_seconds, str(device),
+                       "stacked" if use_stacked else "generic", rtol, examples, decoders.cpu(), evaluated, settings,
+                       list(marks), norm, ck_evaluated, ck_seconds, use_cache)
 
 
 @contextlib.contextmanager
@@ -168,40 +254,117 @@ def _subset(x: torch.Tensor, n: int | None, gen: torch.Generator) -> torch.Tenso
     return x[torch.randperm(len(x), generator=gen)[:n]]
 
 
-def _chunks(x: torch.Tensor, order: list[torch.Tensor], batch_size: int, per_chunk: int, device):
-    """Yield (is_last_epoch, chunk on device, batch slices) in the seeded order.
+def pass_orders(gen: torch.Generator, n: int, batch_size: int, steps: int) -> list[torch.Tensor]:
+    """One `torch.randperm(n, generator=gen)` per pass a budget of `steps` needs, all drawn up front (the
+    probe draws them from the body's DATA stream after its subsets)."""
+    return [torch.randperm(n, generator=gen) for _ in range(-(-steps // steps_per_pass(n, batch_size)))]
 
-    The body is frozen, so its forward pass for several mini-batches can run as one larger
-    matmul (M = per_chunk·batch) before the decoders step through them one by one; at M = 64
-    a CPU GEMM reaches only about half of its peak.
-    """
+
+def step_schedule(order: list[torch.Tensor], batch_size: int, steps: int) -> list[torch.Tensor]:
+    """The sample indices of each of `steps` mini-batch steps: pass k's batches are consecutive slices of
+    order[k], the last one of a pass possibly smaller. The training loops follow exactly this schedule."""
+    per_pass = steps_per_pass(len(order[0]), batch_size)
+    return [order[s // per_pass][(s % per_pass) * batch_size:(s % per_pass + 1) * batch_size] for s in range(steps)]
+
+
+def _plan(order: list[torch.Tensor], batch_size: int, per_chunk: int, steps: int, cuts=()):
+    """`step_schedule` in chunks: yield (in the last pass that runs, the chunk's sample indices, its number of
+    mini-batches). A chunk holds up to `per_chunk` consecutive batches of one pass and ends at `steps` and at
+    every step count in `cuts` (the CUDA graph path stops exactly there for a checkpoint). The body is frozen,
+    so its forward for a chunk runs as one larger matmul (M = per_chunk·batch): at M = 64 a CPU GEMM reaches
+    only about half of its peak."""
+    per_pass = steps_per_pass(len(order[0]), batch_size)
+    ends = sorted({k for k in cuts if 0 < k < steps} | {steps})
+    done = 0
     for e, perm in enumerate(order):
-        span = batch_size * per_chunk
-        for i in range(0, len(perm), span):
-            idx = perm[i:i + span]
-            slices = [slice(j, min(j + batch_size, len(idx))) for j in range(0, len(idx), batch_size)]
-            yield e == len(order) - 1, x[idx.to(x.device)].to(device), slices
+        last = (e + 1) * per_pass >= steps
+        j = 0
+        while j < per_pass and done < steps:
+            k = min(per_chunk, per_pass - j, next(t for t in ends if t > done) - done)
+            yield last, perm[j * batch_size:(j + k) * batch_size], k
+            j, done = j + k, done + k
+        if done >= steps:
+            return
 
 
-def _train_generic(body: Body, x, order, batch_size, lr, device, per_chunk):
+def _slices(n: int, batch_size: int) -> list[slice]:
+    return [slice(j, min(j + batch_size, n)) for j in range(0, n, batch_size)]
+
+
+def _budget(x, order, batch_size, steps) -> int:
+    return len(order) * steps_per_pass(len(x), batch_size) if steps is None else steps
+
+
+def _use_cache(cache: bool | None, body: Body, x: torch.Tensor, batch_size: int, steps: int, device) -> bool:
+    if cache is not None:
+        return bool(cache)
+    if steps <= steps_per_pass(len(x), batch_size):  # one pass: each activation is used once anyway
+        return False
+    with torch.no_grad():
+        per_sample = sum(h[0].numel() for h in body.activations(x[:1].to(device)))
+    return 4 * per_sample * len(x) <= CACHE_BYTES
+
+
+def _activations(body: Body, x: torch.Tensor, device, chunk: int = 512) -> list[torch.Tensor]:
+    """[h_0, ..., h_L] of the whole split on `device` (the generic path's cache), computed in chunks."""
+    out = None
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            hs = body.activations(x[i:i + chunk].to(device))
+            if out is None:
+                out = [torch.empty(len(x), *h.shape[1:], dtype=h.dtype, device=device) for h in hs]
+            for o, h in zip(out, hs):
+                o[i:i + len(h)] = h
+    return out
+
+
+def _stacked_activations(body: Body, x: torch.Tensor, device, chunk: int = 512) -> torch.Tensor:
+    """(L+1, n, w): h_0..h_L of the whole split for a stackable body, with the training loop's addmm and
+    in-place activation."""
+    L, w, n = len(body), body[0].n_in, len(x)
+    A = torch.empty(L + 1, n, w, device=device)
+    Wt, bs, phis = [b.weight.t() for b in body], [b.bias for b in body], [_INPLACE[b.act] for b in body]
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            m = min(chunk, n - i)
+            A[0, i:i + m].copy_(x[i:i + m].reshape(m, w))
+            for l in range(L):
+                phis[l](torch.addmm(bs[l], A[l, i:i + m], Wt[l], out=A[l + 1, i:i + m]))
+    return A
+
+
+def _train_generic(body: Body, x, order, batch_size, lr, device, per_chunk, steps=None, at=(), on_checkpoint=None,
+                   cache=False):
+    """Any body, through autograd. The body's forward runs per chunk of `per_chunk` batches, or once for the
+    whole split (`cache`)."""
+    steps, at = _budget(x, order, batch_size, steps), set(at)
     decoders = body.decoders().to(device)
     opt = torch.optim.Adam(list(decoders.parameters()), lr=lr, **_fast_adam(device))
-    loss_sum, n_last, steps = torch.zeros(len(body), device=device, dtype=torch.float64), 0, 0
-    for last, xc, slices in _chunks(x, order, batch_size, per_chunk, device):
-        with torch.no_grad():
-            hs_chunk = body.activations(xc)
-        for sl in slices:
+    acts = _activations(body, x, device) if cache else None
+    loss_sum, n_last, done = torch.zeros(len(body), device=device, dtype=torch.float64), 0, 0
+    for last, idx, _ in _plan(order, batch_size, per_chunk, steps):
+        if acts is None:
+            with torch.no_grad():
+                hs_chunk = body.activations(x[idx.to(x.device)].to(device))
+        else:
+            i = idx.to(device)
+            hs_chunk = [h[i] for h in acts]
+        for sl in _slices(len(idx), batch_size):
             hs = [h[sl] for h in hs_chunk]
             # Mean-squared error per decoder (nn.MSELoss's mean); independent layers, one backward.
             losses = torch.stack([torch.mean((g(h_out) - h_in) ** 2) for g, h_in, h_out in zip(decoders, hs, hs[1:])])
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             opt.step()
-            steps += 1
+            done += 1
             if last:
                 loss_sum += losses.detach().double()
                 n_last += 1
-    return decoders, (loss_sum / n_last).cpu().numpy(), steps
+            if done in at:
+                mode = decoders.training
+                on_checkpoint(decoders, done)
+                decoders.train(mode)  # the evaluation sets eval mode
+    return decoders, (loss_sum / n_last).cpu().numpy(), done
 
 
 def _stackable(body: Body) -> bool:
@@ -235,34 +398,55 @@ class _StackAdam:
               eps=1e-8, maximize=False)
 
 
-def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
+def _stack_decoders(body: Body, device):
+    """The decoders' initial weights as (L, w, w) and (L, w) leaves, and the modules as views of them: the
+    views follow the training, so a checkpoint evaluates them without a copy."""
+    init = body.decoders()  # same streams and init as the generic path
+    D = torch.stack([g.weight.data for g in init]).to(device).requires_grad_(True)  # (L, w, w)
+    c = torch.stack([g.bias.data for g in init]).to(device).requires_grad_(True)  # (L, w)
+    for l, g in enumerate(init):
+        g.weight, g.bias = nn.Parameter(D[l].detach()), nn.Parameter(c[l].detach())
+    return init, D, c
+
+
+def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk, steps=None, at=(), on_checkpoint=None,
+                   cache=False):
     """The wide-MLP hot loop: every decoder at once, gradients by hand, one fused Adam step.
 
     For decoder ℓ with input h = h_ℓ and target t = h_{ℓ-1} (batch B, width w):
         y = tanh(h Dᵀ + c),   loss = mean((y − t)²) over B·w,
         dz = (y − t)(1 − y²),   dD = (2/(B·w)) dzᵀ h,   dc = (2/(B·w)) Σ_batch dz.
+    Without `cache` the body's forward runs per chunk of `per_chunk` batches (one larger matmul); with it,
+    h_0..h_L of the whole split are computed once and each batch's rows gathered.
     """
+    steps, at = _budget(x, order, batch_size, steps), set(at)
     L, w = len(body), body[0].n_in
-    init = body.decoders()  # same streams and init as the generic path
-    D = torch.stack([g.weight.data for g in init]).to(device).requires_grad_(True)  # (L, w, w)
-    c = torch.stack([g.bias.data for g in init]).to(device).requires_grad_(True)  # (L, w)
+    init, D, c = _stack_decoders(body, device)
     D.grad, c.grad = torch.empty_like(D), torch.empty_like(c)  # written whole every step
     opt = _StackAdam([D, c], lr, device)
     Wt, bs, phis = [b.weight.t() for b in body], [b.bias for b in body], [_INPLACE[b.act] for b in body]
-    span = batch_size * per_chunk
-    H = torch.empty(L + 1, span, w, device=device)  # h_0..h_L of the current chunk
+    A = _stacked_activations(body, x, device) if cache else None
+    H = torch.empty(L + 1, batch_size * per_chunk if A is None else 0, w, device=device)  # h_0..h_L of a chunk
+    G: dict[int, torch.Tensor] = {}  # batch size -> gathered h_0..h_L of one batch (cache)
     Y = torch.empty(L, batch_size, w, device=device)
     R = torch.empty(L, batch_size, w, device=device)
-    loss_sum, n_last, steps = torch.zeros(L, device=device, dtype=torch.float64), 0, 0
+    loss_sum, n_last, done = torch.zeros(L, device=device, dtype=torch.float64), 0, 0
     with torch.no_grad():
-        for last, xc, slices in _chunks(x, order, batch_size, per_chunk, device):
-            n = len(xc)
-            H[0, :n].copy_(xc.reshape(n, w))
-            for l in range(L):
-                phis[l](torch.addmm(bs[l], H[l, :n], Wt[l], out=H[l + 1, :n]))
-            for sl in slices:
+        for last, idx, _ in _plan(order, batch_size, per_chunk, steps):
+            n = len(idx)
+            if A is None:
+                H[0, :n].copy_(x[idx.to(x.device)].to(device).reshape(n, w))
+                for l in range(L):
+                    phis[l](torch.addmm(bs[l], H[l, :n], Wt[l], out=H[l + 1, :n]))
+            for sl in _slices(n, batch_size):
                 B = sl.stop - sl.start
-                h, y, r = H[:, sl], Y[:, :B], R[:, :B]  # the last batch of an epoch may be smaller
+                if A is None:
+                    h = H[:, sl]
+                else:
+                    if B not in G:
+                        G[B] = torch.empty(L + 1, B, w, device=device)
+                    h = torch.index_select(A, 1, idx[sl].to(device), out=G[B])
+                y, r = Y[:, :B], R[:, :B]  # the last batch of a pass may be smaller
                 torch.baddbmm(c.unsqueeze(1), h[1:], D.transpose(1, 2), out=y).tanh_()
                 torch.sub(y, h[:-1], out=r)
                 if last:
@@ -274,44 +458,49 @@ def _train_stacked(body: Body, x, order, batch_size, lr, device, per_chunk):
                     torch.addmm(D.grad[l], r[l].t(), h[l + 1], beta=0.0, alpha=scale, out=D.grad[l])
                 torch.sum(r, dim=1, out=c.grad).mul_(scale)
                 opt.step()
-                steps += 1
-    for l, g in enumerate(init):  # hand the trained stack back as modules: views, no copy
-        g.weight, g.bias = nn.Parameter(D[l].detach()), nn.Parameter(c[l].detach())
-    return init, (loss_sum / n_last).cpu().numpy(), steps
+                done += 1
+                if done in at:
+                    on_checkpoint(init, done)
+    return init, (loss_sum / n_last).cpu().numpy(), done
 
 
-def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk):
+def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk, steps=None, at=(),
+                        on_checkpoint=None, cache=False):
     """The stacked hot loop made for a GPU: the same maths as `_train_stacked`, with
 
-    - the training set uploaded once and each chunk gathered on the device (no host copies);
+    - the training set uploaded once and each chunk gathered on the device (no host copies), or with `cache`
+      h_0..h_L of the whole split computed once on the device and each chunk's rows gathered in the graph;
     - the decoder weight gradients as one batched matmul (L launches become 1);
-    - each chunk (the body's forward, then `per_chunk` decoder steps with a capturable fused Adam)
+    - each chunk (the body's forward or the gather, then its decoder steps with a capturable fused Adam)
       recorded once as a CUDA graph per chunk size and replayed, so a step costs one graph launch
       instead of hundreds of kernel launches. The first chunk runs eagerly: it initialises Adam's
-      state and cuBLAS. The last, smaller chunk of an epoch gets a graph of its own.
-    - no host sync until the end: losses are summed on the device.
+      state and cuBLAS. Chunks end at the end of a pass, at the budget and at every checkpoint (so a
+      checkpoint sees exactly its steps); each other chunk size gets a graph of its own.
+    - no host sync until the end (or a checkpoint): losses are summed on the device.
     """
+    steps, at = _budget(x, order, batch_size, steps), sorted(at)
     L, w = len(body), body[0].n_in
-    init = body.decoders()
-    D = torch.stack([g.weight.data for g in init]).to(device).requires_grad_(True)  # (L, w, w)
-    c = torch.stack([g.bias.data for g in init]).to(device).requires_grad_(True)  # (L, w)
+    init, D, c = _stack_decoders(body, device)
     D.grad, c.grad = torch.zeros_like(D), torch.zeros_like(c)
     graphs = device.type == "cuda"  # elsewhere (tests on a CPU) the same steps run eagerly
     opt = torch.optim.Adam([D, c], lr=lr, fused=True, capturable=graphs)
     Wt, bs, phis = [b.weight.t() for b in body], [b.bias for b in body], [_INPLACE[b.act] for b in body]
-    xd = x.reshape(len(x), w).to(device)  # the data lives on the device: one upload
-    span = batch_size * per_chunk
+    A = _stacked_activations(body, x.to(device), device) if cache else None
+    xd = x.reshape(len(x), w).to(device) if A is None else None  # the data lives on the device: one upload
     Y = torch.empty(L, batch_size, w, device=device)
     R = torch.empty(L, batch_size, w, device=device)
     loss_sum = torch.zeros(L, device=device, dtype=torch.float64)
-    bufs: dict[int, list] = {}  # chunk size -> [static input, activations, its graph or None]
+    bufs: dict[int, list] = {}  # chunk size -> [static input (rows, or indices with cache), activations, graph]
     pool = None
 
     def chunk_step(X: torch.Tensor, H: torch.Tensor):
         n = len(X)
-        H[0].copy_(X)
-        for l in range(L):
-            phis[l](torch.addmm(bs[l], H[l], Wt[l], out=H[l + 1]))
+        if A is None:
+            H[0].copy_(X)
+            for l in range(L):
+                phis[l](torch.addmm(bs[l], H[l], Wt[l], out=H[l + 1]))
+        else:
+            torch.index_select(A, 1, X, out=H)
         for j in range(0, n, batch_size):
             B = min(batch_size, n - j)
             h, y, r = H[:, j:j + B], Y[:, :B], R[:, :B]
@@ -324,41 +513,44 @@ def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk)
             torch.sum(r, dim=1, out=c.grad).mul_(scale)
             opt.step()
 
-    steps, n_last = 0, 0
+    done, n_last, in_last = 0, 0, False
     with torch.no_grad():
-        for e, perm in enumerate(order):
-            perm = perm.to(device)
-            if e == len(order) - 1:
-                loss_sum.zero_()  # only the last epoch's losses are reported
-            for i in range(0, len(perm), span):
-                idx = perm[i:i + span]
-                n = len(idx)
-                if n not in bufs:
-                    bufs[n] = [torch.empty(n, w, device=device), torch.empty(L + 1, n, w, device=device), None]
-                X, H, g = bufs[n]
+        for last, idx, k in _plan([p.to(device) for p in order], batch_size, per_chunk, steps, tuple(at)):
+            if last and not in_last:
+                loss_sum.zero_()  # only the last pass's losses are reported
+                in_last = True
+            n = len(idx)
+            if n not in bufs:
+                static = torch.empty(n, dtype=torch.long, device=device) if A is not None else \
+                    torch.empty(n, w, device=device)
+                bufs[n] = [static, torch.empty(L + 1, n, w, device=device), None]
+            X, H, g = bufs[n]
+            if A is None:
                 torch.index_select(xd, 0, idx, out=X)
-                if not graphs:
+            else:
+                X.copy_(idx)
+            if not graphs:
+                chunk_step(X, H)
+            elif done == 0:  # the first chunk runs eagerly, on a side stream as CUDA graphs want
+                side = torch.cuda.Stream(device)
+                side.wait_stream(torch.cuda.current_stream(device))
+                with torch.cuda.stream(side):
                     chunk_step(X, H)
-                elif steps == 0:  # the first chunk runs eagerly, on a side stream as CUDA graphs want
-                    side = torch.cuda.Stream(device)
-                    side.wait_stream(torch.cuda.current_stream(device))
-                    with torch.cuda.stream(side):
+                torch.cuda.current_stream(device).wait_stream(side)
+            else:
+                if g is None:  # capture records without running; the replay below runs it
+                    g = bufs[n][2] = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g, pool=pool):
                         chunk_step(X, H)
-                    torch.cuda.current_stream(device).wait_stream(side)
-                else:
-                    if g is None:  # capture records without running; the replay below runs it
-                        g = bufs[n][2] = torch.cuda.CUDAGraph()
-                        with torch.cuda.graph(g, pool=pool):
-                            chunk_step(X, H)
-                        pool = g.pool()
-                    g.replay()
-                k = -(-n // batch_size)
-                steps += k
-                if e == len(order) - 1:
-                    n_last += k
-    for l, g in enumerate(init):
-        g.weight, g.bias = nn.Parameter(D[l].detach()), nn.Parameter(c[l].detach())
-    return init, (loss_sum / n_last).cpu().numpy(), steps
+                    pool = g.pool()
+                g.replay()
+            done += k
+            if last:
+                n_last += k
+            if at and done == at[0]:
+                at.pop(0)
+                on_checkpoint(init, done)
+    return init, (loss_sum / n_last).cpu().numpy(), done
 
 
 _EVAL_BYTES = 2**30

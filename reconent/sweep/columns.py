@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: `rtol` left the point id (store.py migrates v1 parts on the next run)
+SCHEMA_VERSION = 3  # 2: `rtol` left the point id (store.py migrates v1 parts); 3: probe `steps` became the
+# decoder budget (a setting) and the old result `steps` is `steps_run` (store.py reads v2 rows that way)
 KINDS = ("probe", "train")
 META_KEY = b"reconent_schema_version"
 
@@ -37,8 +38,11 @@ class Column:
     axis: int | None = None  # grid axis: its place in enumeration order (the highest varies fastest)
     identity: bool = True  # a setting hashed into the point id; False: an analysis rule, stored but re-derivable
     # A setting added after points were stored: at this value it is left out of the point id, so the ids
-    # of points that ran before it existed (with this behaviour) stay the same.
+    # of points that ran before it existed (with this behaviour) stay the same. NULL_ONLY: left out when null.
     neutral: object = None
+
+
+NULL_ONLY = object()  # Column.neutral for a setting that is left out of the point id only when it is null
 
 
 # ----------------------------------------------------------------------------- identity
@@ -69,7 +73,14 @@ _batch = Column("batch_size", _int, "mini-batch size")
 _samples = Column("train_samples", _int, "training samples used; null = the whole training split", True)
 SETTINGS = {
     "probe": [
-        Column("epochs", _int, "decoder epochs"),
+        Column("epochs", _int, "the decoder budget in passes over the training split (`epochs: 1` is one pass); "
+               "null when the budget is given as `steps`", True),
+        Column("steps", _int, "the decoder budget in Adam steps (default 938: one epoch of the 60,000-image MNIST); "
+               "a smaller split is cycled in reshuffled passes; null when the budget is given as `epochs`", True,
+               neutral=NULL_ONLY),
+        Column("checkpoints", _str, "where the cascade is also evaluated on the way (the anytime probe): `auto` "
+               "(steps/16, steps/4 and steps), `none`, or comma-separated steps; extra readings of the same training, "
+               "so not part of the point id", True, identity=False),
         _batch,
         Column("lr", _f64, "decoder learning rate (Adam)"),
         Column("rtol", _f64, "the cutoff rule used for `cutoff` (not part of the point id: an analysis rule)",
@@ -125,12 +136,19 @@ _PROFILE_DOCS = {
     "relative_entropy_q75": "S_ℓ, third quartile over samples",
     "relative_entropy_norm_median": "median of S_ℓ / S_L: re-derives the cutoff for any rtol",
     "differential_entropy": "differential entropy of the reconstructions, per layer",
-    "decoder_loss": "mean MSE of decoder g_ℓ over its last epoch",
+    "decoder_loss": "mean MSE of decoder g_ℓ over its last pass over the training split (the steps of that pass "
+                    "that ran, when the budget ends inside a pass)",
 }
 RESULTS = {
     "probe": [Column("cutoff", _int, "last layer whose information survives, by the `rtol` rule (SCIENCE §2)", True)]
     + [Column(p, _list, _PROFILE_DOCS[p]) for p in PROFILES]
-    + [Column("steps", _int, "optimiser steps taken"),
+    + [Column("steps_run", _int, "Adam steps each decoder took: the budget, whether given as `steps` or `epochs` "
+              "(schema 2 called this result `steps`)"),
+       Column("checkpoint_steps", pa.list_(_int), "the steps at which the cascade was evaluated, ascending; the last "
+              "is `steps_run`", True),
+       Column("checkpoint_norm_median", pa.list_(_list), "per checkpoint, the median of S_ℓ / S_L per layer (null "
+              "where that evaluation skipped the layer; intermediate ones use `eval_depths: search`); the last is "
+              "`relative_entropy_norm_median`: re-derives the cutoff at every checkpoint for any rtol", True),
        Column("train_seconds", _f64, "wall time of the decoder training"),
        Column("path", _str, "`stacked` or `generic` training path of the probe")],
     "train": [Column("accuracy", _list, "accuracy after each epoch, on `accuracy_on`"),
@@ -189,6 +207,8 @@ def point(kind: str, sweep: str, coords: dict, settings: dict) -> dict:
 NOT_IDENTITY = {k: {c.name for c in SETTINGS[k] if not c.identity} for k in KINDS}
 # Settings left out of the id at their neutral value (Column.neutral).
 NEUTRAL = {k: {c.name: c.neutral for c in SETTINGS[k] if c.neutral is not None} for k in KINDS}
+# The budgets of each kind: what a boundary means only together with (reports state them; docs/budgets).
+BUDGETS = {"probe": ("steps", "epochs", "depth"), "train": ("epochs", "threshold")}
 
 
 def point_id(point: dict) -> str:
@@ -197,7 +217,7 @@ def point_id(point: dict) -> str:
     their neutral value (`NEUTRAL`, e.g. the probe's `eval_depths: all`).
 
     The one function that names a point: stored parts are found by it, so it must never change
-    for the same point (a change needs a schema migration, see store.migrate_v1)."""
+    for the same point (a change needs a schema migration, see store.migrate)."""
     skip = {"sweep", *NOT_IDENTITY.get(point.get("kind"), ())}
     neutral = NEUTRAL.get(point.get("kind"), {})
     # a neutral setting that is None (a row or point from before it existed) is neutral too
@@ -222,7 +242,9 @@ def carry(kind: str) -> list[str]:
 
 # ----------------------------------------------------------------------------- docs
 def _type(t: pa.DataType) -> str:
-    return {"list<item: double>": "list\\<double\\>", "timestamp[us, tz=UTC]": "timestamp[us, UTC]"}.get(str(t), str(t))
+    return {"list<item: double>": "list\\<double\\>", "list<item: int64>": "list\\<int64\\>",
+            "list<item: list<item: double>>": "list\\<list\\<double\\>\\>",
+            "timestamp[us, tz=UTC]": "timestamp[us, UTC]"}.get(str(t), str(t))
 
 
 def markdown(section: str) -> str:

@@ -146,7 +146,12 @@ class Grid(Strict):
 
 class Probe(Strict):
     enabled: bool = True
-    epochs: int = Field(1, ge=1)
+    # The decoder budget (science.budget; docs/budgets.md): `steps` (default 938, one epoch of the 60k MNIST) or
+    # `epochs` (passes over the split; `epochs: 1` keeps the ids of points stored before `steps` existed).
+    steps: int | None = Field(None, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    # Where the cascade is also evaluated on the way: 'auto' (steps/16, steps/4, steps), 'none', or steps.
+    checkpoints: str | list[int] = "auto"
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
     rtol: float | None = Field(None, gt=0, lt=1)  # None: the arch's default (archs.Arch.rtol)
@@ -162,6 +167,29 @@ class Probe(Strict):
     # prefix property its first ℓ layers are the depth-ℓ network, so it predicts every shallower
     # depth at a fraction of the cost (the analysis reads it that way). 'all': one probe per point.
     depths: Literal["all", "deepest"] = "all"
+
+    @model_validator(mode="after")
+    def _budget(self):
+        from reconent.science.budget import checkpoints_text, parse_checkpoints
+
+        if self.steps is not None and self.epochs is not None:
+            raise SpecError(f"give the decoder budget once: steps ({self.steps}) or epochs ({self.epochs}), not both",
+                            "steps")
+        try:
+            parse_checkpoints(self.checkpoints, self.steps)
+        except ValueError as e:
+            raise SpecError(str(e), "checkpoints") from None
+        self.checkpoints = checkpoints_text(self.checkpoints)
+        return self
+
+    @property
+    def budget(self) -> dict:
+        """The budget settings of a probe point: `steps` (DEFAULT_STEPS when neither is given) or `epochs`."""
+        from reconent.science.budget import DEFAULT_STEPS
+
+        if self.epochs is not None:
+            return {"epochs": self.epochs, "steps": None}
+        return {"epochs": None, "steps": self.steps if self.steps is not None else DEFAULT_STEPS}
 
 
 class Stride(Strict):
@@ -375,7 +403,7 @@ class Spec(Strict):
         if self.probe.enabled:
             p, deepest = self.probe, max(self.axes()["depth"])
             out += [columns.point("probe", self.name, coords(c), {
-                "epochs": p.epochs, "batch_size": p.batch_size, "lr": float(p.lr), "rtol": self._rtol(c["arch"]),
+                **p.budget, "checkpoints": p.checkpoints, "batch_size": p.batch_size, "lr": float(p.lr), "rtol": self._rtol(c["arch"]),
                 "train_samples": p.train_samples, "eval_samples": p.eval_samples, "eval_depths": p.eval_depths,
                 "entropy_dtype": p.entropy_dtype, "tf32": p.tf32})
                 for c in combos if p.depths == "all" or c["depth"] == deepest]
@@ -432,6 +460,11 @@ class Spec(Strict):
         if self.grid.arch is not None:
             d.pop("arch")
         d["train"]["accuracy_on"] = self.accuracy_on
+        d["probe"].update(self.probe.budget)  # the budget stated, default included (reports read it here)
+        if d["probe"]["epochs"] is None:
+            d["probe"].pop("epochs")
+        else:
+            d["probe"].pop("steps")
         archs = self.axes()["arch"]
         if d["probe"]["rtol"] is None and len(archs) == 1:
             d["probe"]["rtol"] = self._rtol(archs[0])

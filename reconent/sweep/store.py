@@ -186,7 +186,7 @@ class Store:
         """{point_id: (status, finished_at, path)} of the valid files of `kind`, each point once (`_newest`).
 
         With `tmp_max_age` (the driver, holding the lease): corrupt files go to quarantine/, v1 parts
-        are migrated (`migrate_v1`) and _tmp-* files older than `tmp_max_age` seconds are deleted.
+        are migrated (`migrate`) and _tmp-* files older than `tmp_max_age` seconds are deleted.
         Without it: read-only, corrupt files are skipped."""
         now, todo, rows = time.time(), [], []
         for info in self._files(kind):
@@ -214,9 +214,8 @@ class Store:
                 else:
                     self._quarantine(kind, info, why)
                 continue
-            if tmp_max_age is not None and info.base_name.startswith("part-") and got[0][3] < SCHEMA_VERSION \
-                    and NOT_IDENTITY[kind]:
-                moved = self.migrate_v1(kind, info.path)
+            if tmp_max_age is not None and info.base_name.startswith("part-") and _stale(kind, got[0][3]):
+                moved = self.migrate(kind, info.path)
                 if moved:
                     rows.append((moved[0], got[0][1], got[0][2], moved[1]))
                     continue
@@ -235,22 +234,22 @@ class Store:
         """Ids of the points of `kind` that have a valid row, whatever its status except those in `exclude`."""
         return {pid for pid, st in self.done(kind, tmp_max_age).items() if st not in exclude}
 
-    def migrate_v1(self, kind: str, path: str) -> tuple[str, str] | None:
-        """Rename a schema-1 part to its v2 point id (v2 dropped the analysis-only settings from the id).
+    def migrate(self, kind: str, path: str) -> tuple[str, str] | None:
+        """Rewrite a part of an older schema in the current one (`_upgrade`): v1 parts get their v2 point id
+        (v2 dropped the analysis-only settings from the id), v2 probe parts their result `steps` renamed
+        `steps_run` (v3 made `steps` the budget setting). Every value is kept.
 
-        The id is recomputed from the row's own columns; the new part (schema_version 2, same results)
-        is in place before the old one is deleted, so a crash in between leaves two copies of one row,
-        which every reader resolves (`_newest`) and the next run finishes. Returns (new id, new path),
-        or None if the row cannot be read (it is then left alone)."""
-        from .columns import point_id, point_keys
-
+        The new part is in place before an old one under another name is deleted, so a crash in between
+        leaves two copies of one row, which every reader resolves (`_newest`) and the next run finishes; a
+        part whose id is unchanged is replaced by one atomic move. Returns (id, path), or None if the row
+        cannot be read (it is then left alone)."""
         try:
             with self.fs.open_input_file(path) as f:
-                t = _conform(pq.read_table(f), _schema(kind))
+                t = _upgrade(kind, _conform(pq.read_table(f), _schema(kind)))
         except Exception:  # noqa: BLE001
             return None
-        row = _v1_settings(kind, t.to_pylist()[0])
-        new = point_id({k: row[k] for k in point_keys(kind) if k != "sweep"} | {"kind": kind})
+        row = t.to_pylist()[0]
+        new = row["point_id"]  # the current id, re-derived by _upgrade from the row's own columns
         row["point_id"] = new
         dest = self.write_part(kind, row)
         if dest != path:
@@ -301,7 +300,7 @@ class Store:
 
         schema = _schema(kind)
         try:  # fast path: one dataset scan; the explicit schema fills columns an older part lacks with nulls
-            return ds.dataset(files, schema=schema, filesystem=self.fs, format="parquet").to_table()
+            return _upgrade(kind, ds.dataset(files, schema=schema, filesystem=self.fs, format="parquet").to_table())
         except (pa.ArrowInvalid, OSError):
             tables = []
             for path in files:
@@ -310,24 +309,15 @@ class Store:
                         tables.append(_conform(pq.read_table(f), schema))
                 except Exception as e:  # noqa: BLE001
                     warnings.warn(f"reconent: skipping unreadable part {path}: {e}", stacklevel=3)
-            return pa.concat_tables(tables) if tables else schema.empty_table()
+            return _upgrade(kind, pa.concat_tables(tables)) if tables else schema.empty_table()
 
     def read(self, kind: str) -> "pandas.DataFrame":  # noqa: F821
         """All rows of `kind` as one DataFrame in the documented schema (empty, with the columns, if none).
 
         Each point once, whatever state a compaction or a migration was left in (`_newest`). Reads
-        without modifying anything: unreadable files are skipped with a warning (done() moves them)."""
+        without modifying anything: unreadable files are skipped with a warning (done() moves them).
+        Rows stored by an older schema are read as the current one (`_upgrade`)."""
         table = self._read_table(kind, sorted(i.path for i in self._data_files(kind)))
-        version = table.column("schema_version").to_pylist()
-        if NOT_IDENTITY[kind] and any(v is not None and v < SCHEMA_VERSION for v in version):
-            from .columns import point_id, point_keys
-
-            # parts not migrated yet (no run since v2): named by their v2 ids here too, from the row's own columns
-            keys = [k for k in point_keys(kind) if k != "sweep"]
-            pts = [_v1_settings(kind, p) for p in table.select(keys).to_pylist()]
-            ids = [point_id(p) if v is not None and v < SCHEMA_VERSION else i
-                   for p, v, i in zip(pts, version, table.column("point_id").to_pylist())]
-            table = table.set_column(table.schema.get_field_index("point_id"), "point_id", pa.array(ids, pa.string()))
         df = table.to_pandas()
         # the newest row of each point: a recompute (--retry-errors) beats the compacted copy it replaces
         df = df.sort_values(["point_id", "finished_at"], na_position="first", kind="stable")
@@ -464,9 +454,48 @@ def _exchange(a: str, b: str) -> bool:
 def _v1_settings(kind: str, row: dict) -> dict:
     """A schema-1 row with the settings added since filled in: v1 computed every point at what is now
     their neutral value (columns.NEUTRAL), which the v2 id leaves out."""
-    from .columns import NEUTRAL
+    from .columns import NEUTRAL, NULL_ONLY
 
-    return {**row, **{k: v for k, v in NEUTRAL.get(kind, {}).items() if row.get(k) is None}}
+    return {**row, **{k: v for k, v in NEUTRAL.get(kind, {}).items() if row.get(k) is None and v is not NULL_ONLY}}
+
+
+def _stale(kind: str, version: int) -> bool:
+    """A part of this schema version means something else now and is rewritten by `Store.migrate`."""
+    return (version < 2 and bool(NOT_IDENTITY[kind])) or (kind == "probe" and version < 3)
+
+
+def _upgrade(kind: str, table: pa.Table) -> pa.Table:
+    """Rows of older schemas, read into the current schema (`table` has it), made to mean what they mean now.
+
+    v2 -> v3 (probe): the v2 result `steps` (Adam steps taken) is `steps_run`; the setting `steps` (the budget
+    given in steps) did not exist, so it is null: a v2 probe's budget was `epochs`, and its id is unchanged.
+    v1 -> v2: the point id without the analysis-only settings (`rtol`), from the row's own columns.
+    Every row comes out at SCHEMA_VERSION, so a compaction writes it once in the current meaning."""
+    import pyarrow.compute as pc
+
+    version = table.column("schema_version")
+    old = pc.fill_null(pc.less(version, SCHEMA_VERSION), False)
+    if not pc.any(old).as_py():
+        return table
+
+    def put(name, values):
+        return table.set_column(table.schema.get_field_index(name), name, values)
+
+    if kind == "probe":
+        was = pc.fill_null(pc.less(version, 3), False)
+        steps = table.column("steps")
+        table = put("steps_run", pc.if_else(was, steps, table.column("steps_run")))
+        table = put("steps", pc.if_else(was, pa.nulls(len(table), steps.type), steps))
+    v1 = pc.fill_null(pc.less(version, 2), False).to_pylist()
+    if NOT_IDENTITY[kind] and any(v1):
+        from .columns import point_id, point_keys
+
+        keys = [k for k in point_keys(kind) if k != "sweep"]
+        pts = [_v1_settings(kind, p) for p in table.select(keys).to_pylist()]
+        ids = [point_id(p) if was_v1 else i
+               for p, was_v1, i in zip(pts, v1, table.column("point_id").to_pylist())]
+        table = put("point_id", pa.array(ids, pa.string()))
+    return put("schema_version", pc.if_else(old, pa.scalar(SCHEMA_VERSION, version.type), version))
 
 
 def _later(a, b) -> bool:

@@ -28,6 +28,8 @@ from .columns import SCHEMA_VERSION, point_id
 
 # The result columns each kind's science fills in (the rest of the row is identity and run metadata).
 RESULTS = {k: [c.name for c in columns.RESULTS[k]] for k in columns.KINDS}
+# The probe's evaluation settings, passed to probe() as keywords when set (the neutral ones but the budget).
+_EVALUATION = [k for k in columns.NEUTRAL["probe"] if k not in columns.BUDGETS["probe"]]
 
 
 def resolve_device(device: str) -> str:
@@ -163,13 +165,15 @@ def _probe(point: dict, device: str, data_root, download) -> dict:
         from reconent.science import archs
 
         rtol = archs.get(point["arch"]).rtol
-    r = probe(_body(point, d.shape), d.train_x, d.test_x, epochs=int(point["epochs"]),
+    budget = {k: None if point.get(k) is None else int(point[k]) for k in ("steps", "epochs")}
+    r = probe(_body(point, d.shape), d.train_x, d.test_x, **budget, checkpoints=point.get("checkpoints") or "auto",
               batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=float(rtol),
               train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device,
-              **{k: point[k] for k in columns.NEUTRAL["probe"] if point.get(k) is not None})
+              **{k: point[k] for k in _EVALUATION if point.get(k) is not None})
     s = r.summary()
     out = {k: s[k] for k in RESULTS["probe"]}
-    out.update({k: s[k] for k in columns.NEUTRAL["probe"]})  # the evaluation settings in effect (None: the neutral)
+    out.update({k: s[k] for k in _EVALUATION})  # the evaluation settings in effect (None: the neutral)
+    out["checkpoints"] = s["checkpoints"]  # likewise ("auto" for a point without the setting)
     out["status"] = s["status"]
     if s["status"] == "diverged":
         out["error"] = "non-finite entropy or decoder loss"
