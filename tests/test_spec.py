@@ -321,7 +321,7 @@ def test_quickstart_is_small_and_has_ground_truth(tmp_path):
     kinds = [p["kind"] for p in s.points()]
     assert s.dataset == "mnist5k" and s.resources.gpu == 0
     assert 0 < kinds.count("train") <= 8 and kinds.count("probe") <= 32
-    assert max(p["depth"] for p in s.points()) <= 30
+    assert max(p["depth"] for p in s.points()) <= 25
     # its budgets, stated in the spec: the default 938 decoder steps, at most 15 training epochs
     assert {p["steps"] for p in s.points() if p["kind"] == "probe"} == {938}
     assert max(p["epochs"] for p in s.points() if p["kind"] == "train") <= 15
