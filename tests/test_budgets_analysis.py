@@ -268,7 +268,7 @@ def test_the_report_states_its_budgets_and_defaults_to_the_specs(mixed, tmp_path
     assert s["n_probe_points"] == 4  # the 938-step rows read at their 234 checkpoint; the 63-step ones left out
     assert any("4 probe(s) at 63 decoder steps" in n and "--steps 63" in n for n in s["notes"])
     assert s["n_probe_not_converged"] == 4  # 58 -> 234: every cutoff still moved
-    assert "<b>Budgets</b>: Budgets: probe 234" in html  # the Method section lists them too
+    assert "<li>Budgets: probe 234" in html  # the Method section lists them too
     assert (out / "budgets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "budgets.png" in s["figures"]
     assert sorted({r["epochs"] for r in s["true_boundary_by_epochs"]}) == [1, 2, 5, 10]
     assert all(set(r) >= {"epochs", "sigma_w2", "lower", "upper", "censored", "dataset", "arch"}
