@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reconent.science import theory
-from .frames import GROUP
+from .frames import GROUP, not_converged
 
 KEYS = GROUP + ["sigma_w2"]
 
@@ -45,7 +45,7 @@ def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:
     # the probe's own convergence (frames.probe_cutoffs): its cutoff at the last two checkpoints
     conv = d["converged"] if "converged" in d else pd.Series(None, index=d.index, dtype=object)
     out["converged"] = conv.to_numpy()
-    out["not_converged"] = [c is not None and not pd.isna(c) and not bool(c) for c in conv]
+    out["not_converged"] = not_converged(conv)
     out["converged_known"] = [c is not None and not pd.isna(c) for c in conv]
     return out.reset_index(drop=True)
 

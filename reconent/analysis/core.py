@@ -10,8 +10,8 @@ import pandas as pd
 
 from .agreement import boundary_table, bootstrap, cost, match, resolution_cost, score, true_boundary_by_epochs
 from .boundary import KEYS, critical, deepest_probes, posterior_boundary, theory_boundary
-from .frames import (CONVERGED_FRACTION, CONVERGED_LAYERS, GROUP, AnalysisError, AnalysisWarning, probe_budgets,
-                     probe_cutoffs, train_verdicts)
+from .frames import (CONVERGED_FRACTION, CONVERGED_LAYERS, GROUP, AnalysisError, AnalysisWarning, not_converged,
+                     probe_budgets, probe_cutoffs, steps_list, train_verdicts)
 
 
 @dataclass
@@ -34,16 +34,12 @@ class Analysis:
     def true_boundary_by_epochs(self, budgets=None) -> list[dict]:
         """The true boundary at the epoch budgets 1, 2, 5, 10, ... up to the largest trained (or `budgets`), from
         these training rows' stored curves at this analysis's threshold (agreement.true_boundary_by_epochs)."""
-        if budgets is not None:
-            return true_boundary_by_epochs(self.trains, self.threshold, budgets)
-        if "_by_epochs" not in self.__dict__:
-            self.__dict__["_by_epochs"] = true_boundary_by_epochs(self.trains, self.threshold)
-        return self.__dict__["_by_epochs"]
+        return true_boundary_by_epochs(self.trains, self.threshold, budgets)
 
     def n_probe_not_converged(self) -> int:
         """The probes the prediction reads (the deepest per σ_w² and seed) whose cutoff had not converged."""
         d = deepest_probes(self.probes)
-        return int(sum(c is not None and not pd.isna(c) and not bool(c) for c in d.get("converged", [])))
+        return int(not_converged(d.get("converged", [])).sum())
 
     def groups(self) -> list[tuple]:
         keys = pd.concat([self.probes[GROUP], self.trains[GROUP]]).drop_duplicates()
@@ -153,8 +149,7 @@ def analyse(probes: pd.DataFrame | None, trains: pd.DataFrame | None, rtol: floa
 
 def _budgets(p, t, S, E, rtol, threshold, stored, given_S, given_E) -> dict:
     deep = deepest_probes(p)
-    ck = sorted({int(c) for v in p.get("checkpoint_steps", []) for c in (v if v is not None and not np.isscalar(v)
-                                                                          else [])})
+    ck = sorted({c for v in p.get("checkpoint_steps", []) for c in steps_list(v)})
     return dict(
         probe_steps=int(S) if S is not None else None,
         probe_checkpoints=ck,
@@ -177,8 +172,7 @@ def _budget_notes(p, t, budgets, notes):
         notes.append(f"probes of several depths ({', '.join(map(str, depths))}) share a (σ_w², seed): the deepest is "
                      f"read (prefix property: its first ℓ layers are the depth-ℓ network), {len(p) - len(deep)} "
                      f"shallower probe(s) are not")
-    bad = deep[[c is not None and not pd.isna(c) and not bool(c) for c in deep.get("converged", [])]] \
-        if len(deep) else deep
+    bad = deep[not_converged(deep.get("converged", []))] if len(deep) else deep
     if len(bad):
         steps = sorted({(int(a), int(b)) for a, b in zip(bad["steps_prev"], bad["steps_used"])})
         moves = "; ".join(f"{a} → {b} steps" for a, b in steps)

@@ -102,7 +102,8 @@ def _vec(v) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in v], float)
 
 
-def _steps_list(v) -> list[int]:
+def steps_list(v) -> list[int]:
+    """A stored `checkpoint_steps` cell (list, array, or null) as a list of ints."""
     if v is None or (np.isscalar(v) and pd.isna(v)):
         return []
     return [int(x) for x in v if x is not None and not pd.isna(x)]
@@ -123,7 +124,7 @@ def probe_budgets(probes: pd.DataFrame | None) -> dict:
         return {"final": [], "checkpoints": []}
     ok = _with_checkpoint_columns(probes[probes["status"].eq("ok")].copy())
     final = sorted({int(x) for x in ok["steps_run"].dropna()})
-    ck = sorted({s for v in ok["checkpoint_steps"] for s in _steps_list(v)} | set(final))
+    ck = sorted({s for v in ok["checkpoint_steps"] for s in steps_list(v)} | set(final))
     return {"final": final, "checkpoints": ck}
 
 
@@ -132,7 +133,7 @@ def _at_steps(row, steps: int):
     there: its final profile when steps == steps_run, else the checkpoint's."""
     if pd.notna(row["steps_run"]) and int(row["steps_run"]) == steps:
         return _vec(row["relative_entropy_norm_median"])
-    ck = _steps_list(row["checkpoint_steps"])
+    ck = steps_list(row["checkpoint_steps"])
     prof = row["checkpoint_norm_median"]
     if steps in ck and prof is not None and not np.isscalar(prof):
         if len(prof) == len(ck):
@@ -148,7 +149,7 @@ def _left_out_note(gone: pd.DataFrame, steps: int) -> str:
         if s < 0:
             parts.append(f"{len(g)} {what}without a recorded decoder budget (steps_run)")
             continue
-        ck = sorted({c for v in g["checkpoint_steps"] for c in _steps_list(v)} - {int(s)})
+        ck = sorted({c for v in g["checkpoint_steps"] for c in steps_list(v)} - {int(s)})
         parts.append(f"{len(g)} {what}at {int(s)} decoder steps" + (f" (checkpoints {', '.join(map(str, ck))})"
                                                                      if ck else ""))
         hints.append(f"--steps {int(s)}")
@@ -220,10 +221,15 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     return p
 
 
+def not_converged(converged) -> np.ndarray:
+    """True where a probe's `converged` (probe_cutoffs) is known and False; None/NaN (one checkpoint) is unknown."""
+    return np.array([c is not None and not pd.isna(c) and not bool(c) for c in converged], dtype=bool)
+
+
 def _previous_cutoff(row) -> tuple[float, float]:
     """(steps, cutoff in depth units) at the checkpoint before the budget read; NaNs when there is none."""
     used = row["steps_used"]
-    ck = _steps_list(row["checkpoint_steps"])
+    ck = steps_list(row["checkpoint_steps"])
     if pd.isna(used) or not ck:
         return math.nan, math.nan
     before = [s for s in ck if s < int(used)]
