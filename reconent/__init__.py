@@ -7,7 +7,7 @@ Layers, bottom up (docs/architecture.md):
 - reconent.explain: interpretability pictures; reconent.bench: benchmarks;
 - reconent.cli: the command line on top (nothing imports it).
 
-The everyday modules are reachable from here too: `from reconent import data, models, probe, results`.
+The everyday modules are reachable from here too: `from reconent import archs, data, probe, results`.
 """
 import importlib
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from reconent.science import probe as P
-from reconent.science.models import DATA, mlp, stream
+from reconent.science.archs.mlp import mlp
+from reconent.science.models import DATA, stream
 
 WIDTH, N, B = 32, 300, 64
 PER_PASS = 5  # ceil(300 / 64)

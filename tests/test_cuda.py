@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from reconent.science.models import mlp
+from reconent.science.archs.mlp import mlp
 from reconent.science.probe import probe
 
 pytestmark = [pytest.mark.cuda,

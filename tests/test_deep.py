@@ -12,7 +12,7 @@ from reconent.analysis.frames import probe_cutoffs
 from reconent.cli import main
 from reconent.science import probe as P
 from reconent.science.entropy import cutoff_from_normalised
-from reconent.science.models import mlp
+from reconent.science.archs.mlp import mlp
 from reconent.sweep import columns
 
 WIDTH = 32

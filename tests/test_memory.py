@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from reconent.science import probe as P
-from reconent.science.models import mlp
+from reconent.science.archs.mlp import mlp
 from reconent.sweep.trainables import release_memory
 
 

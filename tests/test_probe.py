@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from reconent.science import data
-from reconent.science.models import mlp
+from reconent.science.archs.mlp import mlp
 from reconent.science.probe import probe
 
 
@@ -54,8 +54,9 @@ def test_result_shapes_summary_and_partial_last_batch():
     for k in ("relative_entropy_median", "relative_entropy_q25", "relative_entropy_norm_median",
               "differential_entropy", "decoder_loss"):
         assert len(s[k]) == 3
-    assert s["status"] == "ok" and 0 <= s["cutoff"] <= 3
-    assert s["relative_entropy_norm_median"][-1] == pytest.approx(1.0)
+    # the summary reports the raw per-sample entropies it was given, and the cutoff of the result
+    assert s["status"] == "ok" and s["cutoff"] == r.cutoff()
+    np.testing.assert_allclose(s["relative_entropy_median"], np.median(r.relative_entropy, axis=1), rtol=1e-6)
     assert r.examples.shape == (4, 8, 64)  # input + 3 depths, 8 shown samples
 
 

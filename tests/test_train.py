@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reconent.science import data
-from reconent.science.models import mlp
+from reconent.science.archs.mlp import mlp
 from reconent.science.train import train
 
 

@@ -203,7 +203,7 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     else:
         p["steps_used"] = p["steps_run"]
     p["rtol_used"] = p["rtol"].astype(float) if rtol is None else float(rtol)
-    # cnn/resnet profiles also cover the 3-layer conv stem (models.STEM_LAYERS): layer ℓ is block ℓ - stem
+    # cnn/resnet profiles also cover the conv stem (archs.Arch.stem): layer ℓ is block ℓ - stem
     p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
     p["stem"] = (p["n_layers"] - p["depth"]).clip(lower=0)
     # ok rows only (diverged ones are dropped above), so a null/NaN layer is one the probe did not evaluate

@@ -57,7 +57,7 @@ def explain_mlp(out_dir, *, dataset: str = "mnist5k", data_root=None, download: 
                 eval_samples: int = 500, n_show: int = 6, device: str = "cpu", log=None) -> dict:
     """Train an MLP, train the cascade on it (with the head), write the PNGs; returns the manifest dict."""
     from reconent.science import data as datasets
-    from reconent.science.models import build
+    from reconent.science.archs import build
     from reconent.analysis.plots import profile_plot
     from reconent.science.probe import probe
     from reconent.science.train import train

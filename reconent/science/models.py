@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .archs import ACTIVATIONS, build  # noqa: F401 -- build re-exported: models.build(arch, ...)
+# The blocks know nothing of the architectures built from them (science/archs imports this module, never the
+# reverse). The activations are the ones the mean-field theory declares.
+from .theory import ACTIVATIONS
 
 # Roles of the independent random streams: one per (seed, layer, role).
 FORWARD, DECODER, HEAD, DATA = 0, 1, 2, 3
-
-STEM_LAYERS = 3  # cnn/resnet: blocks before the `depth` counted ones (see `conv_stem`)
 
 
 def stream(seed: int, layer: int, role: int) -> torch.Generator:
@@ -280,15 +280,16 @@ class Residual(nn.Module):
         return 2.0 * batch * c * kk * c * (2 * hc * wc + 5 * h * w)
 
 
-def conv_stem(in_shape, channels: int, act: str, sigma_w2: float, sigma_b2: float, seed: int) -> list[nn.Module]:
-    """Layers 1-3 of the cnn and resnet: a 3×3 conv from C_in to `channels` (zero padding 1,
-    size kept), then two 3×3 convs of stride 2 with padding 1 (28 → 14 → 7, 32 → 16 → 8; in
-    general n → ⌈n/2⌉ → ⌈n/4⌉), each followed by φ. They are probe layers with decoders of their
-    own, since the cascade has to reach back to the input."""
+def conv_stem(in_shape, channels: int, act: str, sigma_w2: float, sigma_b2: float, seed: int,
+              strides: tuple[int, ...]) -> list[nn.Module]:
+    """The probe layers before a conv net's counted blocks: one 3×3 conv (zero padding 1) per stride, the first
+    from C_in to `channels`, each followed by φ. The cnn's strides (1, 2, 2) keep the size, then halve it twice
+    (28 → 14 → 7, 32 → 16 → 8; in general n → ⌈n/2⌉ → ⌈n/4⌉). They are probe layers with decoders of their own,
+    since the cascade has to reach back to the input."""
     blocks = []
     shape = tuple(in_shape)
-    for l, (c_out, stride) in enumerate(((channels, 1), (channels, 2), (channels, 2)), 1):
-        blocks.append(Conv(shape, c_out, act, sigma_w2, sigma_b2, stream(seed, l, FORWARD), 3, stride, 1, 0))
+    for l, stride in enumerate(strides, 1):
+        blocks.append(Conv(shape, channels, act, sigma_w2, sigma_b2, stream(seed, l, FORWARD), 3, stride, 1, 0))
         shape = blocks[-1].out_shape
     return blocks
 
@@ -324,14 +325,3 @@ class Classifier(nn.Module):
         h = self.body(x.reshape(x.shape[0], *self.body.in_shape))
         return self.head(h.flatten(1))  # logits; cross-entropy applies the softmax
 
-
-def __getattr__(name):  # each architecture's own constructor by its name, e.g. models.mlp(depth=30, ...)
-    import sys
-
-    from . import archs
-
-    if name in archs.names():
-        fn = getattr(sys.modules[archs.get(name).build.__module__], name, None)
-        if fn is not None:
-            return fn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
