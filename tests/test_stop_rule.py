@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from reconent.analysis import analyse, train_verdicts, true_boundary_by_epochs
@@ -53,3 +54,63 @@ def test_the_true_boundary_says_which_upper_ends_are_predicted():
     shown = boundary_display(analyse(None, _rows(), n_boot=0, warn=False)).set_index("σ_w²")
     assert shown.loc[1.0, "true L* (trained depths)"] == "5 … 9 (predicted)"
     assert shown.loc[2.0, "true L* (trained depths)"] == "5 … 9"
+
+
+# ---------------------------------------------------------------- the offline replay (analysis/stop_rule/replay.py)
+BOUNDARY = {0.5: 10, 1.0: 20, 2.0: 16}  # the last trainable depth of each σ_w² column
+
+
+def _curve(depth, L, rng, epochs=100):
+    e = np.arange(1, epochs + 1)
+    noise = rng.normal(0, 0.004, epochs)
+    if depth == L:  # at the boundary: flat at chance for 40 epochs, then a late take-off (passes ~ epoch 60)
+        return list(np.where(e <= 40, 0.1, 0.1 + 0.8 * (1 - np.exp(-(e - 40) / 12))) + noise)
+    if depth < L:  # concave rises that pass later the closer they are to the boundary (epochs 3 ... ~90)
+        tau = 1 + 35 * (depth / L) ** 3
+        return list(0.1 + 0.85 * (1 - np.exp(-e / tau)) + noise)
+    if depth <= L + 4:  # just beyond: rises, but saturates below the threshold
+        return list(0.1 + 0.55 * (1 - np.exp(-e / 15)) + noise)
+    return list(0.1 + noise)  # far beyond: flat at chance
+
+
+def _store_curves(root):
+    from reconent.sweep.store import Store
+
+    rng, store, n = np.random.default_rng(0), Store(str(root), "budgets"), 0
+    for w, L in BOUNDARY.items():
+        for d in range(2, 31, 2):
+            row = syn.train_row(w, d, curve=_curve(d, L, rng), epochs=100, threshold=0.8, sweep="budgets")
+            store.write_part("train", row)
+            n += 1
+    return n
+
+
+def test_replay_script_counts_flips_near_the_boundary_and_epochs_saved(tmp_path):
+    """The script, run as its docstring says, on generated full-budget curves written as real Parquet parts: the only
+    flips are the late take-offs at the boundary (2 layers below the first untrainable depth: near), and the rule
+    saves most of the untrainable runs' epochs."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    n = _store_curves(tmp_path / "data")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "analysis/stop_rule/replay.py"), str(tmp_path / "data"),
+                          "--out", str(tmp_path / "out"), "--epochs", "100", "50"],
+                         capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0, out.stderr
+    s = json.loads((tmp_path / "out/summary.json").read_text())
+    at100, at50 = s["budgets"]
+    trainable = sum(len([d for d in range(2, 31, 2) if d <= L]) for L in BOUNDARY.values())
+    assert at100["runs"] == n == 45 and at100["trainable"] == trainable and at100["untrainable"] == n - trainable
+    assert at100["flips"] == 3 and at100["flips_far"] == 0 and at100["flips_max_layers_below_boundary"] == 2
+    flips = pd.read_csv(tmp_path / "out/flips.csv")
+    assert sorted(zip(flips["sigma_w2"], flips["depth"])) == sorted((w, L) for w, L in BOUNDARY.items())
+    assert (flips["stop_epoch"] == 25).all()  # stopped at the patience point, flat at chance until then
+    # flat runs stop at epoch 25 (75 of 100 saved), plateaus below the threshold later: well over half saved
+    assert 0.6 <= at100["untrainable_epochs_saved_fraction"] <= 0.75
+    assert at100["untrainable_stopped"] == at100["untrainable"]
+    # at 50 epochs the take-offs have not passed yet: untrainable there, so no flip, and nothing censored
+    assert at50["runs"] == n and at50["flips"] == 0 and at50["untrainable"] == n - trainable + 3
+    assert "flips 3 (6.7%, 0 far from the boundary)" in out.stdout

@@ -79,11 +79,11 @@ def stop_rule(name: str):
     return STOP_RULES[name]
 
 
-def replay(accuracy: Sequence[float], epochs: int, threshold: float, stop: str = "extrapolate") -> dict | None:
-    """Where the rule `stop` would have ended this per-epoch curve, trained with this budget and threshold, as
-    train() applies it: {"epoch", "bound", "rate"}, or None when it would not have (the run passed first, or
-    the rule never fired within the curve)."""
-    rule = stop_rule(stop)
+def replay(accuracy: Sequence[float], epochs: int, threshold: float, stop: str | Callable = "extrapolate") -> dict | None:
+    """Where the rule `stop` (a name of STOP_RULES, or a rule such as Extrapolate(patience=0.3)) would have ended
+    this per-epoch curve, trained with this budget and threshold, as train() applies it: {"epoch", "bound",
+    "rate"}, or None when it would not have (the run passed first, or the rule never fired within the curve)."""
+    rule = stop_rule(stop) if isinstance(stop, str) else stop
     for e in range(1, len(accuracy) + 1):
         if accuracy[e - 1] > threshold or rule is None:
             return None
