@@ -285,7 +285,8 @@ def bench_sweep(n: int = 50, num_cpus: int | None = None, progress: bool = False
 
 def bench_search(seeds=(0, 1, 2, 3, 4), budget: int = 100, resolution: float = 2.0, batch: int = 4,
                  columns: int = 20, sigma_w2=(0.1, 6.0), max_depth: int = 200, prior: bool = True,
-                 epochs: int = 100, stop: bool = True, stop_error: float = 0.02, cost_power: float | None = None) -> dict:
+                 epochs: int = 100, stop: bool = True, stop_error: float = 0.02,
+                 cost_power: float | None = None) -> dict:
     """The boundary strategy against a synthetic trainability oracle, in-process, no Ray, no training.
 
     The oracle (reconent.sweep.search.oracle) has the paper's boundary, min(200, 6·ξ_c), on `columns` σ_w²
@@ -294,10 +295,11 @@ def bench_search(seeds=(0, 1, 2, 3, 4), budget: int = 100, resolution: float = 2
     runs the `epochs` budget unless the stop rule (`stop`) ends it, wrongly for a late riser with probability
     `stop_error`. The search proposes `batch` points at a time (the free slots of a sweep); `prior=False`
     ignores the probe prediction (a sweep without probes); `cost_power` (default the search's COST_POWER): the
-    acquisition is information per expected second to that power (0: per training, 1: per second). Per oracle seed: trainings, median and max |posterior median - L*| over the columns,
-    `training_seconds` (the oracle's seconds of the trainings run), `grid_training_seconds` (the 20×20 stride
-    grid of sweeps/mlp_mnist.yaml, σ_w² every 3rd of 60 and depths 5, 15, ..., 195, at the same budget under the
-    same stop rule) and `seconds` (of the search itself). The top level gives the worst over the seeds, and
+    acquisition is information per expected second to that power (0: per training, 1: per second). Per oracle
+    seed: trainings, median and max |posterior median - L*| over the columns, `training_seconds` (the oracle's
+    seconds of the trainings run), `grid_training_seconds` (the 20×20 stride grid of sweeps/mlp_mnist.yaml, σ_w²
+    every 3rd of 60 and depths 5, 15, ..., 195, at the same budget under the same stop rule) and `seconds` (of
+    the search itself). The top level gives the worst over the seeds, and
     `seconds_ratio` the smallest grid/search ratio of training-seconds."""
     from reconent.sweep.search.boundary import COST_POWER, BoundarySearch, Prior
     from reconent.sweep.search.oracle import Oracle

@@ -89,8 +89,7 @@ def summarise(rec: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
          "runs": int(len(rec)), "trainable": int(rec["trainable"].sum()), "untrainable": int(len(bad)),
          "flips": int(len(flips)), "flip_rate": float(len(flips) / len(rec)),
          "flips_far": int(flips["far"].sum()),
-         "flips_max_layers_below_boundary": None if not len(flips) or flips["layers_below_first_untrainable"].isna().all()
-         else float(flips["layers_below_first_untrainable"].max()),
+         "flips_max_layers_below_boundary": _max(flips["layers_below_first_untrainable"]),
          "untrainable_stopped": int(bad["stop_epoch"].notna().sum()),
          "untrainable_epochs": int(bad["epochs_full"].sum()), "untrainable_epochs_saved": int(saved_bad),
          "untrainable_epochs_saved_fraction": float(saved_bad / bad["epochs_full"].sum()) if len(bad) else None,
@@ -99,6 +98,12 @@ def summarise(rec: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     s["goals_met"] = bool(s["flip_rate"] <= 0.02 and s["flips_far"] == 0
                           and (s["untrainable_epochs_saved_fraction"] or 0) >= 0.5)
     return s, flips
+
+
+def _max(v: pd.Series) -> float | None:
+    """The largest distance (None: no flip; a column with no untrainable depth gives ∞: far by definition)."""
+    v = pd.to_numeric(v, errors="coerce").dropna()
+    return float(v.max()) if len(v) else None
 
 
 def main(argv=None) -> int:

@@ -16,8 +16,8 @@ Verdicts decided early (docs/budgets.md, "Stopping hopeless trainings"):
 from __future__ import annotations
 
 import copy
-import time
 import math
+import time
 from dataclasses import dataclass, field, fields
 from typing import Callable, Sequence
 
@@ -79,7 +79,8 @@ def stop_rule(name: str):
     return STOP_RULES[name]
 
 
-def replay(accuracy: Sequence[float], epochs: int, threshold: float, stop: str | Callable = "extrapolate") -> dict | None:
+def replay(accuracy: Sequence[float], epochs: int, threshold: float,
+           stop: str | Callable = "extrapolate") -> dict | None:
     """Where the rule `stop` (a name of STOP_RULES, or a rule such as Extrapolate(patience=0.3)) would have ended
     this per-epoch curve, trained with this budget and threshold, as train() applies it: {"epoch", "bound",
     "rate"}, or None when it would not have (the run passed first, or the rule never fired within the curve)."""

@@ -15,8 +15,9 @@ from the boundary from ruling a depth out for good.
   depth is as likely trainable as not. Greedy over all unresolved columns, each column's gain weighted
   by its unresolved mass (1 - P(|L - median| <= resolution)), and divided by the training's expected
   seconds (`CostModel`) to the power COST_POWER: information per second, as cost-aware level-set searches
-  do (mfEGRA, Chaudhuri et al. 2019), tempered because the budget counts trainings (see COST_POWER). A batch of k proposals treats the points in flight as if they had come back with their
-  more likely label ("kriging believer").
+  do (mfEGRA, Chaudhuri et al. 2019), tempered because the budget counts trainings (see COST_POWER). A batch
+  of k proposals treats the points in flight as if they had come back with their more likely label ("kriging
+  believer").
 - Cost: seconds per epoch grow with depth (fitted per architecture to the stored rows), and the epochs a
   training runs depend on its label: a trainable one stops once it passes, an untrainable one runs its
   budget unless the stop rule (`train.stop`) ends it. Expected seconds = P(trainable)·cost(trainable) +
