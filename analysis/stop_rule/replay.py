@@ -81,8 +81,10 @@ def summarise(rec: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     first_bad = tb.assign(first_untrainable=tb["true_hi"] + 1)[KEYS + ["first_untrainable"]]
     flips = rec[rec["trainable"] & rec["stop_epoch"].notna()].merge(first_bad, on=KEYS, how="left")
     flips["layers_below_first_untrainable"] = flips["first_untrainable"] - flips["depth"]
-    flips["far"] = flips["layers_below_first_untrainable"] > np.maximum(
-        FAR_LAYERS, FAR_FRACTION * flips["first_untrainable"].fillna(np.inf))
+    top = pd.to_numeric(flips["first_untrainable"], errors="coerce").astype(float)
+    # no untrainable depth in the column: no boundary near it, so far by definition
+    below = flips["layers_below_first_untrainable"]
+    flips["far"] = ~np.isfinite(top) | (below > np.maximum(FAR_LAYERS, FAR_FRACTION * top))
     bad = rec[~rec["trainable"]]
     saved_bad = (bad["epochs_full"] - bad["epochs_with_rule"]).sum()
     s = {"epochs": sorted(int(e) for e in rec["epochs_used"].unique()),
