@@ -284,34 +284,54 @@ def bench_sweep(n: int = 50, num_cpus: int | None = None, progress: bool = False
 
 
 def bench_search(seeds=(0, 1, 2, 3, 4), budget: int = 100, resolution: float = 2.0, batch: int = 4,
-                 columns: int = 20, sigma_w2=(0.1, 6.0), max_depth: int = 200, prior: bool = True) -> dict:
+                 columns: int = 20, sigma_w2=(0.1, 6.0), max_depth: int = 200, prior: bool = True,
+                 epochs: int = 100, stop: bool = True, stop_error: float = 0.02,
+                 cost_power: float | None = None) -> dict:
     """The boundary strategy against a synthetic trainability oracle, in-process, no Ray, no training.
 
     The oracle (reconent.sweep.search.oracle) has the paper's boundary, min(200, 6·ξ_c), on `columns` σ_w²
-    columns over depths 1..max_depth, label noise near it, and a noisy probe prediction as the prior. The
-    search proposes `batch` points at a time (the free slots of a sweep); `prior=False` ignores the probe
-    prediction (a sweep without probes). Per oracle seed: trainings,
-    median and max |posterior median - L*| over the columns, and the seconds of the search itself.
-    `grid_trainings` is the 20×20 stride grid of sweeps/mlp_mnist.yaml (10-layer spacing)."""
-    from reconent.sweep.search.boundary import BoundarySearch, Prior
+    columns over depths 1..max_depth, label noise near it, a noisy probe prediction as the prior, and a cost
+    model: seconds per epoch grow with depth, a trainable run stops at its crossing epoch, an untrainable one
+    runs the `epochs` budget unless the stop rule (`stop`) ends it, wrongly for a late riser with probability
+    `stop_error`. The search proposes `batch` points at a time (the free slots of a sweep); `prior=False`
+    ignores the probe prediction (a sweep without probes); `cost_power` (default the search's COST_POWER): the
+    acquisition is information per expected second to that power (0: per training, 1: per second). Per oracle
+    seed: trainings, median and max |posterior median - L*| over the columns, `training_seconds` (the oracle's
+    seconds of the trainings run), `grid_training_seconds` (the 20×20 stride grid of sweeps/mlp_mnist.yaml, σ_w²
+    every 3rd of 60 and depths 5, 15, ..., 195, at the same budget under the same stop rule) and `seconds` (of
+    the search itself). The top level gives the worst over the seeds, and
+    `seconds_ratio` the smallest grid/search ratio of training-seconds."""
+    from reconent.sweep.search.boundary import COST_POWER, BoundarySearch, Prior
     from reconent.sweep.search.oracle import Oracle
 
+    cost_power = COST_POWER if cost_power is None else float(cost_power)
     w = np.linspace(*sigma_w2, columns)
+    grid_w, grid_d = np.linspace(sigma_w2[0], sigma_w2[1], 60)[::3], range(5, max_depth + 1, 10)
+    train = dict(epochs=epochs, stop=stop, stop_error=stop_error)
     runs = []
     for seed in seeds:
         oracle = Oracle(w, cap=max_depth, seed=seed)
         priors = [Prior(oracle.prediction(c), censored=oracle.prediction(c) >= max_depth) for c in range(columns)] \
             if prior else None
         t = time.perf_counter()
-        search = BoundarySearch(columns, 1, max_depth, budget, resolution, priors)
+        search = BoundarySearch(columns, 1, max_depth, budget, resolution, priors, cost_power=cost_power)
         while batch_ := search.ask(batch):
             for number, c, d, s in batch_:
-                search.tell(number, oracle.label(c, d, s))
+                r = oracle.train(c, d, s, **train)
+                search.tell(number, r["label"], r["seconds"], r["epochs_run"] / epochs)
         seconds = time.perf_counter() - t
         err = np.abs(np.array([e["median"] for e in search.estimates()]) - oracle.L)
+        grid = Oracle(grid_w, cap=max_depth, seed=seed)
+        grid_seconds = sum(grid.train(c, d, 0, **train)["seconds"] for c in range(len(grid_w)) for d in grid_d)
         runs.append({"seed": seed, "trainings": search.used(), "median_boundary_error": float(np.median(err)),
-                     "max_boundary_error": float(err.max()), "seconds": seconds})
+                     "max_boundary_error": float(err.max()), "training_seconds": search.seconds(),
+                     "grid_training_seconds": grid_seconds, "seconds_ratio": grid_seconds / search.seconds(),
+                     "seconds": seconds})
     worst = {k: max(r[k] for r in runs) for k in ("trainings", "median_boundary_error", "max_boundary_error",
-                                                  "seconds")}
+                                                  "training_seconds", "seconds")}
+    worst["grid_training_seconds"] = min(r["grid_training_seconds"] for r in runs)
+    worst["seconds_ratio"] = min(r["seconds_ratio"] for r in runs)
     return {"bench": "search", "columns": columns, "depths": [1, max_depth], "budget": budget,
-            "resolution": resolution, "batch": batch, "prior": prior, "grid_trainings": 400, **worst, "runs": runs}
+            "resolution": resolution, "batch": batch, "prior": prior, "epochs": epochs, "stop": stop,
+            "stop_error": stop_error, "cost_power": cost_power, "grid_trainings": len(grid_w) * len(grid_d), **worst,
+            "runs": runs}

@@ -107,7 +107,7 @@ def test_true_boundary_by_epochs_moves_with_the_budget():
     assert len(easy) == 5 and all(r["censored"] and r["upper"] is None and r["lower"] == 8 for r in easy)
     r = rec[0]
     assert set(r) == {"epochs", "dataset", "arch", "activation", "width", "channels", "sigma_b2", "sigma_w2",
-                      "lower", "upper", "censored"}
+                      "lower", "upper", "censored", "predicted"}
     assert (r["dataset"], r["arch"], r["activation"], r["width"], r["channels"], r["sigma_b2"]) == (
         "mnist5k", "mlp", "tanh", 784, None, 0.05)
     assert [x["epochs"] for x in true_boundary_by_epochs(_slow_deep_rows(), budgets=[3])] == [3, 3]

@@ -149,6 +149,31 @@ def test_rebuilt_from_the_parts_same_proposals_and_no_retraining(tmp_path):
     store.write_part("train", {**bad, "point_id": point_id(bad), "status": "error", "error": "boom"})
     d = BoundaryStrategy(spec, store)
     assert d.stored == 3 and point_id(bad) not in {point_id(p) for p in d.propose(4)}
+    # --retry-errors: the error is no result to the search, so its point may be proposed (and computed) again
+    e = BoundaryStrategy(spec, store, retry_errors=True)
+    assert e.stored == 2 and e.search.used() == 2
+    again = {point_id(p) for p in e.propose(16)}
+    assert point_id(bad) in again and not again & {point_id(p) for p in first}
+
+
+def test_stopped_early_verdicts_are_reused_on_a_rebuild(tmp_path):
+    """Rows the stop rule ended are verdicts at their budget: a rebuilt search labels them untrainable, never
+    proposes them again, and its cost model learns from their epochs that an untrainable run is cheap."""
+    spec = load_spec(spec_dict("s", tmp_path, {"budget": 16, "depth": {"min": 1, "max": 40}},
+                               train={"points": {"boundary": {"budget": 16, "depth": {"min": 1, "max": 40}}},
+                                      **TINY_TRAIN, "epochs": 20, "stop": "extrapolate"}))
+    store = Store(str(tmp_path), "s")
+    a = BoundaryStrategy(spec, store)
+    first = a.propose(4)
+    assert all(p["stop"] == "extrapolate" and p["epochs"] == 20 for p in first)
+    for p in first:  # every one stopped early after 5 of its 20 epochs
+        store.write_part("train", {**p, "point_id": point_id(p), "status": "ok", "reached": False, "stopped_early": True,
+                                   "epochs_run": 5, "seconds": 3.0})
+    b = BoundaryStrategy(spec, store)
+    assert b.stored == 4
+    assert sorted(t.value for t in b.search.study.get_trials()) == [0.0] * 4  # untrainable, at their budget
+    assert not {point_id(p) for p in b.propose(4)} & {point_id(p) for p in first}
+    assert b.search.costs().fractions()["untrainable"] == pytest.approx((1 + 4 * 0.25) / 5)
 
 
 @pytest.mark.parametrize("boundary, field", [
@@ -170,22 +195,99 @@ def test_bad_search_settings_exit_2_and_write_nothing(tmp_path, capsys, boundary
 
 
 def test_bench_search_prints_the_figures(capsys):
+    """Training-seconds beside trainings and errors: the default search (information per √second) against the grid
+    at the same budget and stop rule, and the search by information per training (--cost-power 0)."""
     assert main(["bench", "search", "--seeds", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["grid_trainings"] == 400 and out["trainings"] <= 100
-    assert out["median_boundary_error"] <= 2 and out["max_boundary_error"] <= 5 and out["seconds"] > 0
+    assert out["grid_trainings"] == 400 and out["trainings"] <= 100 and out["cost_power"] == 0.5 and out["stop"]
+    assert out["grid_training_seconds"] >= 4 * out["training_seconds"] > 0  # the goal: >= 4x fewer seconds
+    assert out["median_boundary_error"] <= 2 and out["max_boundary_error"] <= 8 and out["seconds"] > 0
+    assert main(["bench", "search", "--seeds", "1", "--json", "--cost-power", "0"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["median_boundary_error"] <= 2 and plain["max_boundary_error"] <= 5
+    assert plain["grid_training_seconds"] == out["grid_training_seconds"]  # the same grid, the same oracle
+    assert plain["training_seconds"] > out["training_seconds"]  # counting seconds saves seconds
+    assert main(["bench", "search", "--seeds", "1", "--json", "--stop", "none"]) == 0
+    nostop = json.loads(capsys.readouterr().out)
+    assert nostop["grid_training_seconds"] > out["grid_training_seconds"]  # the rule saves the grid seconds too
+
+
+def test_bench_search_refuses_a_bad_stop_error(capsys):
+    assert main(["bench", "search", "--stop-error", "1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stop-error" in err[0] and "probability" in err[0], err
+
+
+# ---------------------------------------------------------------- counting seconds
+def _costly_search(priors, archs, power=0.5):
+    """A search whose cost model has learned, from two extra columns of stored trainings that all ran their
+    whole budget, that an epoch of the cnn costs ten times the mlp's at every depth."""
+    n = len(priors)
+    s = BoundarySearch(n + 2, 1, 60, budget=200, resolution=1, priors=priors + [Prior(50), Prior(50)],
+                       archs=archs + ["mlp", "cnn"], cost_power=power)
+    for d, y in ((2, True), (3, True), (4, True), (58, False), (59, False), (60, False)):
+        s.add(n, d, 0, y, 1.0 * (1 + d), 1.0)
+        s.add(n + 1, d, 0, y, 10.0 * (1 + d), 1.0)
+    return s
+
+
+def test_acquisition_prefers_the_cheaper_point_of_equal_information():
+    s = _costly_search([Prior(20), Prior(20)], ["mlp", "cnn"])
+    post = s.posteriors()
+    gain0, gain1 = s.model.gain(post[0]), s.model.gain(post[1])
+    np.testing.assert_allclose(gain0, gain1)  # the same question in both columns ...
+    costs = s.costs()
+    sec = [costs.expected(a, s.model.depths, s.model.p1, post[c], s.model.L) for c, a in ((0, "mlp"), (1, "cnn"))]
+    np.testing.assert_allclose(sec[1], 10 * sec[0], rtol=1e-6)  # ... at ten times the price in the cnn's
+    a0, a1 = s.acquisition(0, post[0], costs), s.acquisition(1, post[1], costs)
+    assert (a0 > a1).all()
+    c, d, _ = s.choose()
+    assert c == 0 and abs(d - 20) <= 3  # the cheap column, where its prior straddles
+    free = _costly_search([Prior(20), Prior(20)], ["mlp", "cnn"], power=0)
+    np.testing.assert_allclose(free.acquisition(0, post[0], None), free.acquisition(1, post[1], None))
+
+
+def test_acquisition_prefers_the_more_informative_point_of_equal_cost():
+    s = _costly_search([Prior(20), Prior(40)], ["mlp", "mlp"])
+    post, costs = s.posteriors(), s.costs()
+    i = 20 - s.model.dmin  # depth 20: where column 0's prior straddles, deep inside column 1's trainable region
+    sec = [costs.expected("mlp", s.model.depths, s.model.p1, p, s.model.L)[i] for p in post[:2]]
+    assert sec[0] == pytest.approx(sec[1])  # every stored run took its budget: the label does not change the price
+    gain = [s.model.gain(p)[i] for p in post[:2]]
+    assert gain[0] > 2 * gain[1]
+    assert s.acquisition(0, post[0], costs)[i] > s.acquisition(1, post[1], costs)[i]
+
+
+def test_the_cost_model_learns_depth_architecture_and_the_labels_epochs():
+    from reconent.sweep.search.boundary import CostModel
+
+    m = CostModel()
+    for d in (10, 20, 40):
+        m.add("mlp", d, seconds=2.0 * d * 0.25, fraction=0.25, label=False)  # stopped at a quarter of the budget
+        m.add("mlp", d, seconds=2.0 * d * 0.5 * (d / 40), fraction=0.5 * (d / 40), label=True, closeness=d / 40)
+    f = m.fractions()
+    assert f["untrainable"] == pytest.approx((1 + 3 * 0.25) / 4)  # shrunk toward a whole budget by one pseudo-row
+    assert f["trainable_c"] == pytest.approx(0.5) and f["trainable_k"] == pytest.approx(1.0)
+    L = np.array([40.0])
+    sure_bad = m.expected("mlp", np.array([20, 40]), np.array([[0.0], [0.0]]), np.array([1.0]), L)
+    np.testing.assert_allclose(sure_bad, [40 * f["untrainable"], 80 * f["untrainable"]], rtol=1e-6)
+    sure_good = m.expected("mlp", np.array([20]), np.array([[1.0]]), np.array([1.0]), L)
+    np.testing.assert_allclose(sure_good, [40 * 0.25], rtol=1e-6)  # half-way to its boundary: a quarter budget
+    assert m.expected("cnn", np.array([20]), np.array([[1.0]]), np.array([1.0]), L) == pytest.approx(sure_good)
 
 
 # ---------------------------------------------------------------- a real sweep, killed mid-search
 @pytest.mark.slow
 def test_kill_driver_mid_search_then_rerun(tmp_path, procs):
-    """SIGKILL the driver mid-search: the rerun trains no stored point again, every part exists once, and
-    the boundary matches an uninterrupted run within the resolution."""
+    """SIGKILL the driver mid-search: the rerun trains no stored point again (stopped-early verdicts included),
+    every part exists once, and the boundary matches an uninterrupted run within the resolution."""
     from reconent.sweep.run import run
 
     boundary = {"budget": 8, "depth": {"min": 1, "max": 12}, "resolution": 1}
+    # 6 epochs under the stop rule: a run that has not passed by epoch 5 is stopped there (min_epochs)
+    train = {"points": {"boundary": boundary}, **TINY_TRAIN, "epochs": 6, "stop": "extrapolate"}
     path = tmp_path / "k.yaml"
-    path.write_text(yaml.safe_dump(spec_dict("k", tmp_path / "store", boundary)))
+    path.write_text(yaml.safe_dump(spec_dict("k", tmp_path / "store", boundary, train=train)))
     folder = tmp_path / "store" / "k" / "train"
     driver = procs.start([sys.executable, "-m", "reconent.cli", "sweep", "run", str(path), "--json"], "driver.log")
     wait_for(lambda: len(list(folder.glob("part-*.parquet"))) >= 2 or driver.poll() is not None, 300, "two parts")
@@ -204,8 +306,11 @@ def test_kill_driver_mid_search_then_rerun(tmp_path, procs):
     assert {n: after[n] for n in before} == before  # no stored point was trained again
     df = pd.read_parquet(folder)
     assert len(df) == len(after) == s["trainings"] <= 8 and df["point_id"].is_unique
+    assert (df["stop"] == "extrapolate").all() and df["stopped_early"].any()  # verdicts the rule decided
+    stopped = df[df["stopped_early"]]
+    assert (stopped["epochs_run"] == 5).all() and not stopped["reached"].any()
 
-    clean = run(load_spec(spec_dict("k", tmp_path / "clean", boundary)), progress=False)["search"]
+    clean = run(load_spec(spec_dict("k", tmp_path / "clean", boundary, train=train)), progress=False)["search"]
     for a, b in zip(s["columns"], clean["columns"]):
         assert a["sigma_w2"] == b["sigma_w2"] and abs(a["median"] - b["median"]) <= 1, (s, clean)
 

@@ -5,7 +5,7 @@ import torch
 
 from reconent.science import data
 from reconent.science.archs.mlp import mlp
-from reconent.science.train import train
+from reconent.science.train import replay, train
 
 
 def test_training_reaches_threshold_and_stops_early():
@@ -67,3 +67,72 @@ def test_train_on_cuda_leaves_the_callers_body_on_the_cpu():
     body = mlp(1, 16, 784, seed=0)
     train(body, d.train_x, d.train_y, epochs=1, train_samples=64, device="cuda")
     assert all(p.device.type == "cpu" for p in body.parameters())
+
+
+# ---------------------------------------------------------------- verdicts decided early
+def _ramp(first, last, epochs, power=1.0):
+    return [first + (last - first) * (e / epochs) ** power for e in range(1, epochs + 1)]
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0])
+def test_stop_rule_never_stops_a_slow_riser_that_passes_late(power):
+    # from chance to just over the threshold at the very end: linear, and accelerating (quadratic)
+    curve = _ramp(0.1, 0.82, 100, power)
+    assert next(i for i, a in enumerate(curve) if a > 0.8) >= 95  # it passes late ...
+    assert replay(curve, 100, 0.8) is None  # ... and is never stopped on the way
+    wiggly = [a + 0.01 * (-1) ** i for i, a in enumerate(_ramp(0.1, 0.83, 100))]  # noisy checks too
+    assert replay(wiggly, 100, 0.8) is None
+
+
+def test_stop_rule_stops_a_flat_curve_after_its_patience_and_a_plateau_below_the_threshold():
+    flat = [0.1 + 0.005 * (-1) ** i for i in range(100)]
+    s = replay(flat, 100, 0.8)
+    assert s is not None and s["epoch"] == 25 and s["bound"] <= 0.8  # a quarter of the budget, then stopped
+    assert replay(flat[:24], 100, 0.8) is None  # before the patience is spent: never
+    plateau = [0.1 + 0.5 * (1 - math.exp(-e / 10)) for e in range(1, 101)]  # saturates at 0.6 < 0.8
+    s = replay(plateau, 100, 0.8)
+    assert s is not None and 25 <= s["epoch"] <= 60
+    assert replay(plateau, 100, 0.55) is None  # the same curve passes a lower threshold: not stopped
+    assert replay(flat, 100, 0.8, "none") is None
+    with pytest.raises(ValueError, match="stop must be one of"):
+        replay(flat, 100, 0.8, "patience")
+
+
+def test_a_stopped_run_records_the_rule_in_its_row():
+    """A real training that cannot learn (lr 1e-7) under `stop: extrapolate`: the row says it stopped early, when,
+    and the rule's numbers; the same point without the rule runs its whole budget and keeps its id."""
+    from reconent.sweep.columns import point, point_id
+    from reconent.sweep.trial import run_point
+
+    coords = dict(dataset="mnist5k", arch="mlp", activation="tanh", width=16, channels=None, depth=2,
+                  sigma_w2=1.5, sigma_b2=0.05, seed=0)
+    settings = dict(epochs=8, threshold=0.8, lr=1e-7, batch_size=64, train_samples=256, accuracy_on="test",
+                    eval_every=None, stop="extrapolate")
+    p = point("train", "t", coords, settings)
+    row = run_point(p)
+    assert row["status"] == "ok" and row["stopped_early"] is True and row["reached"] is False
+    assert row["epochs_run"] == 5 < 8 and len(row["accuracy"]) == 5  # min_epochs: 5
+    assert row["stop_bound"] <= 0.8 and row["stop_rate"] >= 0
+    assert row["curve_steps"] == [4 * e for e in range(1, 6)] and row["steps_per_epoch"] == 4
+    assert row["curve_accuracy"] == row["accuracy"]
+    plain = point("train", "t", coords, {**settings, "stop": "none"})
+    old = point("train", "t", coords, {k: v for k, v in settings.items() if k not in ("eval_every", "stop")} | {
+        "eval_every": None, "stop": "none"})
+    assert point_id(plain) == point_id(old) != point_id(p)
+    full = run_point(plain)
+    assert full["stopped_early"] is False and full["epochs_run"] == 8 and full["stop_bound"] is None
+
+
+def test_eval_every_stops_a_trainable_run_inside_its_epoch():
+    d = data.load("mnist5k")
+    body = mlp(2, 128, 784, "tanh", 1.5, 0.05, seed=0)
+    r = train(body, d.train_x, d.train_y, d.test_x, d.test_y, epochs=3, threshold=0.5, lr=0.05, eval_every=10)
+    per = r.steps_per_epoch
+    assert r.reached and per == math.ceil(len(d.train_x) / 64)
+    assert r.curve_steps == sorted(r.curve_steps) and r.curve_steps[-1] % per != 0  # passed between epoch ends
+    assert r.curve_accuracy[-1] > 0.5 and all(a <= 0.5 for a in r.curve_accuracy[:-1])
+    assert r.accuracy[-1] == r.curve_accuracy[-1] and r.epochs == len(r.accuracy)
+    assert all(s % 10 == 0 or s % per == 0 for s in r.curve_steps)
+    once = train(body, d.train_x, d.train_y, d.test_x, d.test_y, epochs=3, threshold=0.5, lr=0.05)
+    assert once.curve_steps == [per * e for e in range(1, once.epochs + 1)]
+    assert r.curve_steps[-1] < once.curve_steps[-1]  # it stopped sooner than a check per epoch allows

@@ -95,9 +95,10 @@ def round_sigma(v) -> float:
 def true_boundary_by_epochs(trains: pd.DataFrame, threshold: float | None = None, budgets=None) -> list[dict]:
     """The true boundary at several epoch budgets from one set of stored accuracy curves (anytime verdicts,
     frames.train_verdicts): one record per budget E and (group, σ_w²) with a known verdict at E,
-    {"epochs": E, <GROUP keys>, "sigma_w2", "lower", "upper", "censored"}. `lower` = the deepest trained depth
-    that is trainable below the first untrainable one (boundary_table's true_lo), `upper` = that first untrainable
-    depth (None, with censored True, when every trained depth with a known verdict passed). `budgets`: default
+    {"epochs": E, <GROUP keys>, "sigma_w2", "lower", "upper", "censored", "predicted"}. `lower` = the deepest
+    trained depth that is trainable below the first untrainable one (boundary_table's true_lo), `upper` = that
+    first untrainable depth (None, with censored True, when every trained depth with a known verdict passed);
+    `predicted`: that untrainable verdict is the stop rule's prediction, not observed. `budgets`: default
     `epoch_budgets` up to the largest epoch budget trained. `trains`: stored rows (or an Analysis's `trains`);
     `threshold` None: each row's own."""
     from .frames import train_verdicts
@@ -114,7 +115,8 @@ def true_boundary_by_epochs(trains: pd.DataFrame, threshold: float | None = None
             d = r._asdict()
             upper = None if bool(d["censored"]) else float(d["true_hi"] + 1)
             out.append({"epochs": int(E), **{k: _plain(d[k]) for k in GROUP}, "sigma_w2": round_sigma(d["sigma_w2"]),
-                        "lower": float(d["true_lo"]), "upper": upper, "censored": bool(d["censored"])})
+                        "lower": float(d["true_lo"]), "upper": upper, "censored": bool(d["censored"]),
+                        "predicted": upper is not None and bool(d["upper_predicted"])})
     return out
 
 

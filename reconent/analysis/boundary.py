@@ -85,10 +85,13 @@ def predict(pred_lo: float, pred_hi: float, depth) -> object:
 
 def depth_verdicts(trains: pd.DataFrame) -> pd.DataFrame:
     """Per (group, σ_w², depth): the fraction of seeds with a known verdict that trained, and the majority
-    verdict (trainable when at least half of them trained; NaN when no seed has a known verdict)."""
+    verdict (trainable when at least half of them trained; NaN when no seed has a known verdict); `predicted`:
+    an untrainable verdict of a seed there is the stop rule's prediction (frames.train_verdicts)."""
     t = trains[trains["trainable"].notna()].assign(trainable=lambda d: d["trainable"].astype(float))
-    g = t.groupby(KEYS + ["depth"], dropna=False, sort=True)["trainable"]
-    out = g.agg(frac="mean", n="size").reset_index()
+    if "verdict_predicted" not in t:
+        t = t.assign(verdict_predicted=False)
+    g = t.groupby(KEYS + ["depth"], dropna=False, sort=True)
+    out = g.agg(frac=("trainable", "mean"), n=("trainable", "size"), predicted=("verdict_predicted", "any")).reset_index()
     out["trainable"] = out["frac"] >= 0.5
     return out
 
@@ -96,18 +99,20 @@ def depth_verdicts(trains: pd.DataFrame) -> pd.DataFrame:
 def true_boundary(trains: pd.DataFrame) -> pd.DataFrame:
     """Per (group, σ_w²): walking the trained depths upwards, `true_lo` = the deepest trainable depth before the
     first untrainable one (0 if the shallowest is untrainable), `true_hi` = first untrainable - 1 (∞ if none).
-    `n_violations` counts trainable depths above the first untrainable one (a non-monotone column)."""
+    `n_violations` counts trainable depths above the first untrainable one (a non-monotone column);
+    `upper_predicted`: the first untrainable depth's verdict rests on a run the stop rule ended (predicted)."""
     dv = depth_verdicts(trains)
-    cols = KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations"]
+    cols = KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations", "upper_predicted"]
     if not len(dv):
         return pd.DataFrame(columns=cols)
     bad = dv["depth"].where(~dv["trainable"], np.inf)
     dv["first_bad"] = bad.groupby([dv[k] for k in KEYS], dropna=False).transform("min")
     below = dv["trainable"] & (dv["depth"] < dv["first_bad"])
     dv["lo"], dv["viol"] = dv["depth"].where(below, 0.0), dv["trainable"] & (dv["depth"] > dv["first_bad"])
+    dv["upper_predicted"] = dv["predicted"].astype(bool) & (dv["depth"] == dv["first_bad"])
     out = dv.groupby(KEYS, dropna=False, sort=True).agg(
         true_lo=("lo", "max"), first_bad=("first_bad", "min"), n_depths=("depth", "size"),
-        n_violations=("viol", "sum")).reset_index()
+        n_violations=("viol", "sum"), upper_predicted=("upper_predicted", "any")).reset_index()
     out["true_lo"] = out["true_lo"].astype(float)
     out["true_hi"] = out["first_bad"] - 1
     out["censored"] = np.isinf(out["first_bad"])

@@ -246,13 +246,18 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
                    epochs: int | None = None) -> pd.DataFrame:
     """Training rows with `trainable` re-derived from the stored accuracy curve for `threshold` (None: each
     row's own stored threshold) at an epoch budget `epochs` (None: each row's own budget): True / False / NaN
-    (unknown), plus `threshold_used`, `epochs_used` and `passed_at` (the first epoch whose accuracy exceeds the
-    threshold; NaN if none did).
+    (unknown), plus `threshold_used`, `epochs_used`, `passed_at` (the first epoch whose accuracy exceeds the
+    threshold; NaN if none did) and `verdict_predicted` (the verdict is the stop rule's prediction, not observed).
 
     Anytime verdicts (SCIENCE §3: monotone in the budget): a run that passed at epoch e is trainable for every
     budget >= e. One that did not pass by the budget E is untrainable at E only if it actually ran E epochs (or
     diverged: untrainable at every budget). Otherwise it is unknown (censored), never False: its own budget was
     below E, or it stopped early at its own, lower stored threshold before E and never saw a higher one.
+
+    A run the stop rule ended (`stopped_early`, science.train) is untrainable *by prediction* for its own
+    threshold or a higher one, at its own budget or a lower one it did not run (the rule said it cannot pass by
+    its budget, so not by an earlier one either): `verdict_predicted` marks those. At a lower threshold it did
+    not pass, or a larger budget, it is unknown, never untrainable.
     """
     notes = [] if notes is None else notes
     t = _usable(check_columns(trains, "train", notes), "train", notes).copy()
@@ -262,24 +267,39 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
         raise AnalysisError(f"the epoch budget is a positive whole number, got {epochs}")
     t["threshold_used"] = t["threshold"].astype(float) if threshold is None else float(threshold)
     t["epochs_used"] = pd.to_numeric(t["epochs"], errors="coerce").astype(float) if epochs is None else float(epochs)
-    verdict, passed, short = [], [], 0
-    for acc, thr, status, run, budget, E in zip(t["accuracy"], t["threshold_used"], t["status"], t["epochs_run"],
-                                                t["epochs"], t["epochs_used"]):
+    verdict, passed, short, by_rule = [], [], 0, []
+    stopped = t["stopped_early"].eq(True) if "stopped_early" in t else pd.Series(False, index=t.index)
+    for acc, thr, status, run, budget, E, stop, own in zip(t["accuracy"], t["threshold_used"], t["status"],
+                                                           t["epochs_run"], t["epochs"], t["epochs_used"], stopped,
+                                                           t["threshold"].astype(float)):
         acc = _vec(acc)
         above = np.flatnonzero(acc > thr)
         first = int(above[0]) + 1 if above.size else math.nan
         passed.append(float(first))
         ran = run if pd.notna(run) else acc.size
+        by_rule.append(False)
         if first <= E:
             verdict.append(True)
         elif status == "diverged" or ran >= E:
             verdict.append(False)
+        elif stop and thr >= own and E <= budget:
+            verdict.append(False)
+            by_rule[-1] = True
         else:
             verdict.append(np.nan)  # never saw epochs up to E: unknown
             short += bool(pd.notna(budget) and budget < E)
     t["trainable"] = pd.Series(verdict, index=t.index, dtype=object)
     t["passed_at"] = passed
-    n_cens = int(t["trainable"].isna().sum())
+    t["verdict_predicted"] = by_rule
+    if any(by_rule):
+        notes.append(f"{sum(by_rule)} training trial(s) were stopped early by their stop rule: their 'untrainable' is "
+                     f"predicted from the accuracy curve, not observed (marked 'predicted')")
+    n_cens = int(t["trainable"].isna().sum()) - int((stopped & t["trainable"].isna()).sum())
+    n_stop = int((stopped & t["trainable"].isna()).sum())
+    if n_stop:
+        notes.append(f"{n_stop} training trial(s) stopped early by their stop rule cannot speak for this threshold or "
+                     f"budget (the rule predicted a lower threshold or a smaller budget): unknown, left out of the "
+                     f"scores")
     if n_cens - short:
         notes.append(f"{n_cens - short} training trial(s) stopped early at their stored threshold and never saw the "
                      f"higher threshold asked for: their verdict is unknown (censored) and left out of the scores")

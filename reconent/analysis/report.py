@@ -149,7 +149,9 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
         "σ_w²": b["sigma_w2"], "predicted L*": [rng(lo, hi) for lo, hi in zip(b["pred_lo"], b["pred_hi"])],
         "probe converged": [_converged(k, n) for k, n in zip(b["n_converged_known"], b["n_not_converged"])],
         "95% CI (seeds)": [("–" if pd.isna(x) else f"{x:g} … {y:g}") for x, y in zip(b["ci_lo"], b["ci_hi"])],
-        "true L* (trained depths)": [rng(lo, hi) for lo, hi in zip(b["true_lo"], b["true_hi"])],
+        # "(predicted)": the first untrainable depth is a run the stop rule ended, not one that ran its budget
+        "true L* (trained depths)": [rng(lo, hi) + (" (predicted)" if pd.notna(p) and bool(p) else "")
+                                     for lo, hi, p in zip(b["true_lo"], b["true_hi"], b["upper_predicted"])],
         "trained depths": b["n_depths"],
         "model L* (80% interval)": [("–" if pd.isna(m) else f"{m:g} ({lo:g} … {hi:g})")
                                     for m, lo, hi in zip(b["post_median"], b["post_lo"], b["post_hi"])],

@@ -47,8 +47,29 @@ def register(sub) -> None:
     q.add_argument("--resolution", type=nonneg, default=2.0, help="layers (default 2)")
     q.add_argument("--batch", type=pos_int, default=4, help="proposals at once, the free slots (default 4)")
     q.add_argument("--no-prior", action="store_true", help="ignore the probe prediction (a sweep without probes)")
+    q.add_argument("--epochs", type=pos_int, default=100, help="the epoch budget of every training (default 100)")
+    q.add_argument("--stop", default="extrapolate", choices=("none", "extrapolate"),
+                   help="the stop rule of hopeless trainings, for the search and the grid alike (default extrapolate)")
+    q.add_argument("--stop-error", type=_probability, default=0.02,
+                   help="how often the rule stops a late riser just below the boundary (default 0.02: the flip rate "
+                   "analysis/stop_rule/replay.py allows)")
+    q.add_argument("--cost-power", type=nonneg, default=None,
+                   help="choose by information per expected second to this power (0: per training, 1: per second; "
+                   "default the search's 0.5)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_bench_search)
+
+
+def _probability(s: str) -> float:
+    import argparse
+
+    try:
+        v = float(s)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {s!r}")
+    return v
 
 
 def _checkpoints(s: str) -> str:
@@ -112,15 +133,20 @@ def cmd_bench_sweep(a) -> None:
 def cmd_bench_search(a) -> None:
     from reconent.bench import bench_search
 
-    out = bench_search(tuple(range(a.seeds)), a.budget, a.resolution, a.batch, prior=not a.no_prior)
+    out = bench_search(tuple(range(a.seeds)), a.budget, a.resolution, a.batch, prior=not a.no_prior, epochs=a.epochs,
+                       stop=a.stop != "none", stop_error=a.stop_error, cost_power=a.cost_power)
     emit(out, a.json, lambda o: print(
         f"bench search: {o['columns']} σ_w² columns, depths {o['depths'][0]}..{o['depths'][1]}, budget "
         f"{o['budget']}, resolution {o['resolution']:g}, {o['batch']} proposals at a time; oracle 6·ξ_c capped, "
         f"noisy labels"
-        f"{', noisy probe prior' if o['prior'] else ', no prior'}\n"
+        f"{', noisy probe prior' if o['prior'] else ', no prior'}; {o['epochs']} epochs, stop rule "
+        f"{'on (error ' + format(o['stop_error'], 'g') + ')' if o['stop'] else 'off'}, information per second^"
+        f"{o['cost_power']:g}\n"
         + "\n".join(f"  seed {r['seed']}: trainings {r['trainings']}  median_boundary_error "
                     f"{r['median_boundary_error']:.2f}  max_boundary_error {r['max_boundary_error']:.2f}  "
-                    f"seconds {r['seconds']:.2f}" for r in o["runs"])
+                    f"training_seconds {r['training_seconds']:.0f} (grid {r['grid_training_seconds']:.0f}, "
+                    f"{r['seconds_ratio']:.1f}x)  seconds {r['seconds']:.2f}" for r in o["runs"])
         + f"\n  worst: trainings {o['trainings']} (grid_trainings {o['grid_trainings']})  median_boundary_error "
-          f"{o['median_boundary_error']:.2f}  max_boundary_error {o['max_boundary_error']:.2f}  seconds "
-          f"{o['seconds']:.2f}"))
+          f"{o['median_boundary_error']:.2f}  max_boundary_error {o['max_boundary_error']:.2f}  training_seconds "
+          f"{o['training_seconds']:.0f} (grid_training_seconds {o['grid_training_seconds']:.0f}, "
+          f"{o['seconds_ratio']:.1f}x)  seconds {o['seconds']:.2f}"))

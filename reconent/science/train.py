@@ -4,13 +4,22 @@ Body plus Linear head, cross-entropy on the logits (the paper's code put a softm
 before the loss; we do not), plain SGD, lr 1e-3, batch 64. Stops after `epochs` or as soon as the
 accuracy exceeds `threshold`. The whole accuracy curve is kept so verdicts can be re-derived
 with other thresholds. A NaN/inf loss ends training with status 'diverged': that is data.
+
+Verdicts decided early (docs/budgets.md, "Stopping hopeless trainings"):
+- `eval_every` steps: the accuracy is also checked inside an epoch, so a trainable network stops soon after
+  it passes, not at the end of a long epoch. Every check is kept as a (step, accuracy) pair.
+- `stop`: a rule that ends a run whose curve says it cannot pass the threshold within the budget
+  (`STOP_RULES`; default `none`). Its verdict is *predicted*, not observed: the row says `stopped_early` and
+  the rule's numbers, and the analysis marks it. The rule runs here, inside training, not as a Tune stopper:
+  a stopper would end the trial before its row is written.
 """
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,9 +28,74 @@ from . import models
 from .models import DATA, Body, Classifier, stream
 
 
+@dataclass(frozen=True)
+class Extrapolate:
+    """Stop a run whose accuracy, extrapolated optimistically, cannot pass the threshold within the budget.
+
+    After e epochs of a budget of E (checked at epoch ends only, so a replay over stored per-epoch curves is
+    exact): with b(t) the best accuracy up to epoch t and a window of w = max(`min_window`, ⌈`window`·e⌉)
+    epochs, the recent rate is r = (b(e) − b(e−w)) / w, and the optimistic bound at the budget is
+        bound = b(e) + `safety` · r · (E − e) + `margin`.
+    The run stops when bound <= threshold, but never before max(`min_epochs`, ⌈`patience`·E⌉) epochs.
+
+    Why this shape (Domhan et al. 2015 extrapolate learning curves; this is the conservative end of it):
+    learning curves are concave once they rise, so the recent rate over-estimates the future one and a
+    straight line from the best point is an upper bound; `safety` 3 covers curves that still accelerate
+    (a quadratic rise from chance has 2.5× its tangent's gain left at a quarter of the budget), `margin`
+    the epoch-to-epoch noise of the accuracy. What no extrapolation can foresee is a curve flat at chance
+    that takes off late: `patience` (a quarter of the budget) is the time such a curve gets. A flat curve
+    then stops at E/4 (75% of its epochs saved); a slow riser that passes late keeps a rate that carries it
+    over the threshold and is never stopped. analysis/stop_rule/replay.py replays the rule on stored
+    full-budget curves: the verdicts it would flip and the epochs it saves.
+    """
+    patience: float = 0.25
+    min_epochs: int = 5
+    window: float = 0.2
+    min_window: int = 3
+    safety: float = 3.0
+    margin: float = 0.02
+
+    def __call__(self, accuracy: Sequence[float], epochs: int, threshold: float) -> dict | None:
+        """The rule's numbers when it stops the run after these epochs ({"bound", "rate"}), else None."""
+        e = len(accuracy)
+        if e >= epochs or e < max(self.min_epochs, math.ceil(self.patience * epochs)):
+            return None
+        best, w = [], max(self.min_window, math.ceil(self.window * e))
+        for a in accuracy:
+            best.append(max(best[-1], a) if best else a)
+        before = best[e - 1 - w] if e > w else best[0]
+        rate = max(0.0, (best[-1] - before) / min(w, e - 1))
+        bound = best[-1] + self.safety * rate * (epochs - e) + self.margin
+        return {"bound": bound, "rate": rate} if bound <= threshold else None
+
+
+# The named stop rules of `train.stop`; the name is the rule and its constants (a new constant, a new name).
+STOP_RULES: dict[str, Callable | None] = {"none": None, "extrapolate": Extrapolate()}
+
+
+def stop_rule(name: str):
+    if name not in STOP_RULES:
+        raise ValueError(f"stop must be one of {', '.join(STOP_RULES)}, got {name!r}")
+    return STOP_RULES[name]
+
+
+def replay(accuracy: Sequence[float], epochs: int, threshold: float,
+           stop: str | Callable = "extrapolate") -> dict | None:
+    """Where the rule `stop` (a name of STOP_RULES, or a rule such as Extrapolate(patience=0.3)) would have ended
+    this per-epoch curve, trained with this budget and threshold, as train() applies it: {"epoch", "bound",
+    "rate"}, or None when it would not have (the run passed first, or the rule never fired within the curve)."""
+    rule = stop_rule(stop) if isinstance(stop, str) else stop
+    for e in range(1, len(accuracy) + 1):
+        if accuracy[e - 1] > threshold or rule is None:
+            return None
+        if (d := rule(accuracy[:e], epochs, threshold)) is not None:
+            return {"epoch": e, **d}
+    return None
+
+
 @dataclass
 class TrainResult:
-    accuracy: list[float]  # after each epoch, on the evaluation set
+    accuracy: list[float]  # after each epoch, on the evaluation set (the last: where training stopped)
     train_loss: list[float]  # mean cross-entropy of each epoch
     epochs: int  # epochs actually run
     threshold: float
@@ -29,6 +103,12 @@ class TrainResult:
     status: str  # 'ok' or 'diverged'
     seconds: float
     device: str
+    curve_steps: list[int] = field(default_factory=list)  # the step of every accuracy check, ascending
+    curve_accuracy: list[float] = field(default_factory=list)  # the accuracy at each of them
+    steps_per_epoch: int = 0
+    stopped_early: bool = False  # the stop rule ended the run: its verdict (not reached) is predicted
+    stop_bound: float | None = None  # the rule's optimistic accuracy at the budget when it stopped the run
+    stop_rate: float | None = None  # the recent rate of the best accuracy (per epoch) it extrapolated
     # The trained Classifier (a copy of the body, `.body`, plus `.head`); not stored.
     model: nn.Module | None = field(default=None, repr=False)
 
@@ -54,8 +134,13 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
           eval_y: torch.Tensor | None = None, *,
           epochs: int = 1, threshold: float = 0.8, lr: float = 1e-3, batch_size: int = 64, n_classes: int = 10,
           train_samples: int | None = None, device: str | torch.device = "cpu",
-          on_epoch: Callable[[int, float, float], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[int, float, float], None] | None = None, eval_every: int | None = None,
+          stop: str = "none") -> TrainResult:
     """Train body+head with SGD; `on_epoch(epoch, accuracy, loss)` is called after each epoch.
+
+    The accuracy is checked after every epoch and, with `eval_every`, also every `eval_every` steps (counted
+    from the start); training ends at the first check above `threshold`. `stop` names a rule of STOP_RULES
+    that may end a hopeless run at an epoch's end (`stopped_early`).
 
     With eval_x None the accuracy is measured on the (subsetted) training set: that is the
     memorisation criterion used for white noise with random labels.
@@ -64,6 +149,9 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
     and the trained network comes back as `TrainResult.model` (its `.body` and `.head`).
     """
     t0 = time.perf_counter()
+    rule = stop_rule(stop)
+    if eval_every is not None and int(eval_every) < 1:
+        raise ValueError(f"eval_every must be a positive number of steps, got {eval_every}")
     device = models.device(device)
     gen = stream(body.seed, 0, DATA)
     if train_samples is not None and train_samples < len(train_x):
@@ -74,10 +162,17 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
     model = Classifier(copy.deepcopy(body), n_classes).to(device).train()  # the caller's body stays untrained
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
-    accs, losses, status = [], [], "ok"
+    accs, losses, status, steps, curve, stopped = [], [], "ok", 0, ([], []), None
+    per_epoch = math.ceil(len(train_x) / batch_size)
+
+    def check() -> float:
+        curve[0].append(steps)
+        curve[1].append(accuracy(model, eval_x, eval_y, device))
+        return curve[1][-1]
+
     for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(train_x), generator=gen)
-        total, n = torch.zeros((), device=device), 0
+        total, n, passed = torch.zeros((), device=device), 0, False
         for i in range(0, len(perm), batch_size):
             idx = perm[i:i + batch_size]
             loss = loss_fn(model(train_x[idx].to(device)), train_y[idx].to(device))
@@ -86,15 +181,26 @@ def train(body: Body, train_x: torch.Tensor, train_y: torch.Tensor, eval_x: torc
             opt.step()
             total += loss.detach() * len(idx)
             n += len(idx)
+            steps += 1
+            # a check inside the epoch (the epoch's end is checked below); a non-finite loss is left to it
+            if eval_every and steps % eval_every == 0 and i + batch_size < len(perm) and torch.isfinite(loss):
+                if check() > threshold:
+                    passed = True
+                    break
         mean_loss = float(total) / n
         losses.append(mean_loss)
-        accs.append(accuracy(model, eval_x, eval_y, device))
+        accs.append(curve[1][-1] if passed else check())
         if on_epoch is not None:
             on_epoch(epoch, accs[-1], mean_loss)
-        if not torch.isfinite(torch.tensor(mean_loss)):
+        if not math.isfinite(mean_loss):
             status = "diverged"
             break
         if accs[-1] > threshold:
             break
+        if rule is not None and (stopped := rule(accs, epochs, threshold)) is not None:
+            break
     return TrainResult(accs, losses, len(accs), threshold, bool(accs and accs[-1] > threshold), status,
-                       time.perf_counter() - t0, str(device), model)
+                       time.perf_counter() - t0, str(device), curve_steps=curve[0], curve_accuracy=curve[1],
+                       steps_per_epoch=per_epoch, stopped_early=stopped is not None,
+                       stop_bound=None if stopped is None else stopped["bound"],
+                       stop_rate=None if stopped is None else stopped["rate"], model=model)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: `rtol` left the point id (store.py migrates v1 parts); 3: probe `steps` became the
-# decoder budget (a setting) and the old result `steps` is `steps_run` (store.py reads v2 rows that way)
+SCHEMA_VERSION = 4  # 2: `rtol` left the point id (store.py migrates v1 parts); 3: probe `steps` became the
+# decoder budget (a setting) and the old result `steps` is `steps_run` (store.py reads v2 rows that way);
+# 4: training's `eval_every`, `stop` and the (step, accuracy) curve (v3 rows read as once per epoch, never stopped)
 KINDS = ("probe", "train")
 META_KEY = b"reconent_schema_version"
 
@@ -102,6 +103,10 @@ SETTINGS = {
         _batch,
         _samples,
         Column("accuracy_on", _str, "`test`, or `train` for memorising white noise"),
+        Column("eval_every", _int, "steps between accuracy checks inside an epoch (training stops soon after it "
+               "passes); null = at each epoch's end only", True, neutral=NULL_ONLY),
+        Column("stop", _str, "the rule that stops a hopeless run early (`none`, `extrapolate`; docs/budgets.md): its "
+               "verdict is predicted, see `stopped_early`", neutral="none"),
     ],
 }
 
@@ -155,7 +160,15 @@ RESULTS = {
               Column("train_loss", _list, "mean cross-entropy (on logits) of each epoch"),
               Column("epochs_run", _int, "epochs actually run (training stops once accuracy > threshold)"),
               Column("reached", _bool, "the threshold was passed"),
-              Column("final_accuracy", _f64, "the last accuracy")],
+              Column("final_accuracy", _f64, "the last accuracy"),
+              Column("curve_steps", pa.list_(_int), "the step of every accuracy check, ascending (epoch ends, and every "
+                     "`eval_every` steps); null before schema 4", True),
+              Column("curve_accuracy", _list, "the accuracy at each of `curve_steps`", True),
+              Column("steps_per_epoch", _int, "optimizer steps in one epoch (maps `curve_steps` to epochs)", True),
+              Column("stopped_early", _bool, "the `stop` rule ended the run after `epochs_run` epochs: not reached, "
+                     "and untrainable at its budget by prediction, not observation"),
+              Column("stop_bound", _f64, "the rule's optimistic accuracy at the budget when it stopped the run", True),
+              Column("stop_rate", _f64, "the recent gain of the best accuracy per epoch that it extrapolated", True)],
 }
 # Per-epoch lists of a training row (the long table `results.curves`).
 CURVES = ("accuracy", "train_loss")

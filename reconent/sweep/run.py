@@ -86,7 +86,7 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
                "code_version": versions()["code_version"]}  # the driver's checkout: workers may have no .git
         # The boundary search reads the probes' predictions, so it starts once the grid's points are stored;
         # it is rebuilt from the store, and a finished one (everything stored) starts no Ray at all.
-        strategy = None if missing or not search else BoundaryStrategy(spec, store)
+        strategy = None if missing or not search else BoundaryStrategy(spec, store, retry_errors)
         if missing or (strategy is not None and not strategy.finished()):
             with RaySession(address):
                 n = slots(cpu, gpu, local=address is None)
@@ -95,7 +95,7 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
                                    progress, max_concurrent=n)
                     _account(summary, grid, cb, store, missing)
                 if search:
-                    strategy = BoundaryStrategy(spec, store)  # again: the probes just stored are its prior
+                    strategy = BoundaryStrategy(spec, store, retry_errors)  # again: the probes just stored are its prior
                     if not strategy.finished():
                         # a cluster may grow: propose one batch per CPU the cluster has now
                         batch = n or max(1, int(_cluster_cpus() // max(cpu, 1e-9)))

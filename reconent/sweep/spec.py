@@ -250,6 +250,19 @@ class Train(Strict):
     batch_size: int = Field(64, ge=1)
     train_samples: int | None = Field(None, ge=1)
     accuracy_on: Literal["test", "train"] | None = None  # None: 'train' for white_noise, else 'test'
+    # Verdicts decided early (science.train; docs/budgets.md): accuracy checks every `eval_every` steps besides
+    # each epoch's end (None: epoch ends only), and the rule that stops a hopeless run ('none': never).
+    eval_every: int | None = Field(None, ge=1)
+    stop: str = "none"
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, v):
+        from reconent.science.train import STOP_RULES
+
+        if v not in STOP_RULES:
+            raise SpecError(f"must be one of {', '.join(STOP_RULES)}, got {v!r}")
+        return v
 
 
 class Resources(Strict):
@@ -415,7 +428,8 @@ class Spec(Strict):
         t = self.train
         return columns.point("train", self.name, {**coords, "dataset": self.dataset}, {
             "epochs": t.epochs, "threshold": float(t.threshold), "lr": float(t.lr), "batch_size": t.batch_size,
-            "train_samples": t.train_samples, "accuracy_on": self.accuracy_on})
+            "train_samples": t.train_samples, "accuracy_on": self.accuracy_on, "eval_every": t.eval_every,
+            "stop": t.stop})
 
     # ------------------------------------------------------------------ boundary search
     @property

@@ -467,6 +467,7 @@ def _stale(kind: str, version: int) -> bool:
 def _upgrade(kind: str, table: pa.Table) -> pa.Table:
     """Rows of older schemas, read into the current schema (`table` has it), made to mean what they mean now.
 
+    v3 -> v4 (train): `stop` is `none` and `stopped_early` false (the rule did not exist; ids unchanged).
     v2 -> v3 (probe): the v2 result `steps` (Adam steps taken) is `steps_run`; the setting `steps` (the budget
     given in steps) did not exist, so it is null: a v2 probe's budget was `epochs`, and its id is unchanged.
     v1 -> v2: the point id without the analysis-only settings (`rtol`), from the row's own columns.
@@ -486,6 +487,11 @@ def _upgrade(kind: str, table: pa.Table) -> pa.Table:
         steps = table.column("steps")
         table = put("steps_run", pc.if_else(was, steps, table.column("steps_run")))
         table = put("steps", pc.if_else(was, pa.nulls(len(table), steps.type), steps))
+    if kind == "train":  # v3 -> v4: no stop rule existed, so no run was stopped early
+        was = pc.fill_null(pc.less(version, 4), False)
+        for name, value in (("stop", pa.scalar("none")), ("stopped_early", pa.scalar(False))):
+            col = table.column(name)
+            table = put(name, pc.if_else(pc.and_(was, pc.is_null(col)), value.cast(col.type), col))
     v1 = pc.fill_null(pc.less(version, 2), False).to_pylist()
     if NOT_IDENTITY[kind] and any(v1):
         from .columns import point_id, point_keys

@@ -39,7 +39,8 @@ def point_trainable(config: dict) -> None:
         release_memory()
     tune.report({"final": True, "point_id": row["point_id"], "status": row["status"], "error": row["error"],
                  "compute_seconds": row["seconds"], "node_id": row["node_id"],
-                 "reached": row.get("reached")})  # the verdict a search strategy learns from
+                 "reached": row.get("reached"),  # the verdict a search strategy learns from
+                 "epochs_run": row.get("epochs_run")})  # and, with compute_seconds, what it cost
 
 
 def release_memory() -> None:

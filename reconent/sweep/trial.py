@@ -191,10 +191,13 @@ def _train(point: dict, device: str, data_root, download, on_epoch) -> dict:
     ev_x, ev_y = (d.test_x, d.test_y) if on == "test" else (None, None)
     r = train(_body(point, d.shape), d.train_x, d.train_y, ev_x, ev_y, epochs=int(point["epochs"]),
               threshold=float(point["threshold"]), lr=float(point["lr"]), batch_size=int(point["batch_size"]),
-              n_classes=d.n_classes, train_samples=point.get("train_samples"), device=device, on_epoch=on_epoch)
+              n_classes=d.n_classes, train_samples=point.get("train_samples"), device=device, on_epoch=on_epoch,
+              eval_every=point.get("eval_every"), stop=point.get("stop") or "none")
     s = r.summary()
     out = {"accuracy": s["accuracy"], "train_loss": s["train_loss"], "epochs_run": s["epochs"],
-           "reached": s["reached"], "final_accuracy": s["final_accuracy"], "status": s["status"]}
+           "reached": s["reached"], "final_accuracy": s["final_accuracy"], "status": s["status"],
+           **{k: s[k] for k in ("curve_steps", "curve_accuracy", "steps_per_epoch", "stopped_early", "stop_bound",
+                                "stop_rate")}}
     if s["status"] == "diverged":
         out["error"] = "non-finite training loss"
     return out

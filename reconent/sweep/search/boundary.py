@@ -13,8 +13,17 @@ from the boundary from ruling a depth out for good.
 - Acquisition: the expected information gain about L of one more label at each untried depth, the
   level-set ("straddle") criterion made exact for this model; it peaks where the posterior says a
   depth is as likely trainable as not. Greedy over all unresolved columns, each column's gain weighted
-  by its unresolved mass (1 - P(|L - median| <= resolution)); a batch of k proposals treats
-  the points in flight as if they had come back with their more likely label ("kriging believer").
+  by its unresolved mass (1 - P(|L - median| <= resolution)), and divided by the training's expected
+  seconds (`CostModel`) to the power COST_POWER: information per second, as cost-aware level-set searches
+  do (mfEGRA, Chaudhuri et al. 2019), tempered because the budget counts trainings (see COST_POWER). A batch
+  of k proposals treats the points in flight as if they had come back with their more likely label ("kriging
+  believer").
+- Cost: seconds per epoch grow with depth (fitted per architecture to the stored rows), and the epochs a
+  training runs depend on its label: a trainable one stops once it passes, an untrainable one runs its
+  budget unless the stop rule (`train.stop`) ends it. Expected seconds = P(trainable)·cost(trainable) +
+  P(untrainable)·cost(untrainable), with P from the posterior.
+- Anytime verdicts: a run the stop rule ended is a verdict (untrainable) at its budget, like one that ran
+  it out; its seconds and epochs teach the cost model what an untrainable run costs under the rule.
 - A column is resolved when P(|L - median| <= resolution) >= `confidence`; the search stops when every
   column is resolved or the budget (trainings, stored ones included) is spent.
 
@@ -37,6 +46,11 @@ FLOOR = 0.02  # label noise far from the boundary
 BAND_FRAC, BAND_MIN = 0.05, 2.0  # the noisy band: ±max(BAND_MIN, BAND_FRAC·L) layers
 PRIOR_SD = 0.25  # log-depth sd of the prior around the probe's prediction (a factor of ~1.3)
 PRIOR_MIX = 0.1  # weight of the log-uniform part of the prior: a wrong probe costs trainings, not the answer
+# The acquisition is information per (expected second)^COST_POWER. Under a budget of trainings, 1 (per second)
+# starves the expensive columns: `reconent bench search` measured max errors of 28-56 layers at budget 100,
+# 11-14x fewer training-seconds than the grid; 0 (per training) meets the errors at 3.6-4.1x. 0.5 sits between
+# (4.3-5.3x, median error <= 1.44, max <= 5 on 4 of 5 seeds); docs/budgets.md has the table.
+COST_POWER = 0.5
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,73 @@ def _entropy(p):
     return -(p * np.log(p) + (1 - p) * np.log1p(-p))
 
 
+class CostModel:
+    """Expected seconds of one training at each depth, from the stored rows.
+
+    seconds = per_epoch(depth) × the epochs it runs. per_epoch(depth) = a + b·depth, fitted by least squares to
+    each architecture's rows (seconds / fraction of the budget run; the pooled rows, then the prior `1 + depth`
+    scaled to them, where an architecture has too few). The epochs depend on the label: an untrainable run
+    runs the budget unless a stop rule ends it (the mean fraction its rows ran); a trainable one stops once it
+    passes, later the closer it sits to its column's boundary L: fraction = min(1, c·(depth/L)^k), fitted in
+    log-log to the trainable rows against their column's posterior median (a constant mean with fewer than
+    three). Means are shrunk toward a prior (`PRIOR_FRACTION`, one pseudo-row). Only ratios matter to the
+    acquisition, so before any row the units are arbitrary."""
+
+    PRIOR_FRACTION = {True: 0.5, False: 1.0}
+
+    def __init__(self):
+        self.rows: list[tuple] = []  # (arch, depth, seconds, fraction of the budget run, label, depth / L)
+
+    def add(self, arch, depth: int, seconds: float | None, fraction: float | None, label: bool | None,
+            closeness: float | None = None) -> None:
+        """A finished training; `closeness`: depth / its column's boundary (posterior median) when known."""
+        if label is None or seconds is None or fraction is None or not (seconds > 0 and fraction > 0):
+            return
+        self.rows.append((arch, int(depth), float(seconds), min(float(fraction), 1.0), bool(label), closeness))
+
+    def _line(self, arch) -> tuple[float, float]:
+        """(a, b) of the seconds of a whole budget = a + b·depth for `arch`: its own fit, the pooled one, or the
+        prior."""
+        for rows in ([r for r in self.rows if r[0] == arch], self.rows):
+            d = np.array([r[1] for r in rows], float)
+            y = np.array([r[2] / r[3] for r in rows], float)
+            if len(set(d)) >= 2:
+                b, a = np.polyfit(d, y, 1)
+                if b > 0:
+                    return max(a, 0.0), b
+            if len(d):  # one depth (or no slope yet): the prior's shape, scaled to the rows
+                k = float(np.mean(y / (1 + d)))
+                return k, k
+        return 1.0, 1.0
+
+    def _mean(self, label: bool) -> float:
+        f = [r[3] for r in self.rows if r[4] == label]
+        return (self.PRIOR_FRACTION[label] + sum(f)) / (1 + len(f))
+
+    def _trainable(self) -> tuple[float, float]:
+        """(c, k) of a trainable run's fraction = min(1, c·x^k), x = depth / L; k 0 is a constant."""
+        x = np.array([r[5] for r in self.rows if r[4] and r[5] is not None and r[5] > 0], float)
+        f = np.array([r[3] for r in self.rows if r[4] and r[5] is not None and r[5] > 0], float)
+        if len(set(np.round(x, 6))) >= 3:
+            k, logc = np.polyfit(np.log(x), np.log(f), 1)
+            k = float(np.clip(k, 0.0, 6.0))
+            return float(np.exp(np.mean(np.log(f) - k * np.log(x)))), k
+        return self._mean(True), 0.0
+
+    def expected(self, arch, depths: np.ndarray, p1: np.ndarray, post: np.ndarray, L: np.ndarray) -> np.ndarray:
+        """Expected seconds at `depths`, given P(trainable | depth, L) `p1` (depths × L) and the posterior on L."""
+        a, b = self._line(arch)
+        d = np.asarray(depths, float)
+        c, k = self._trainable()
+        x = d[:, None] / np.maximum(np.asarray(L, float), 1.0)[None, :]
+        frac = p1 * np.minimum(1.0, c * x ** k) + (1 - p1) * self._mean(False)
+        return (a + b * d) * (frac @ post)
+
+    def fractions(self) -> dict:
+        c, k = self._trainable()
+        return {"untrainable": self._mean(False), "trainable_c": c, "trainable_k": k}
+
+
 class StraddleSampler(optuna.samplers.BaseSampler):
     """An Optuna sampler whose every proposal is `BoundarySearch.choose()` for the study as it stands."""
 
@@ -130,8 +211,12 @@ class BoundarySearch:
     `tell` results. `bench search` drives it with an oracle, `BoundaryStrategy` with Tune trials."""
 
     def __init__(self, n_columns: int, dmin: int, dmax: int, budget: int, resolution: float = 1.0,
-                 priors: list[Prior | None] | None = None, seeds=(0,), noise: float = 0.25, confidence: float = 0.9):
+                 priors: list[Prior | None] | None = None, seeds=(0,), noise: float = 0.25, confidence: float = 0.9,
+                 archs: list | None = None, cost_power: float = COST_POWER):
         self.model = Model(dmin, dmax, noise)
+        # `archs`: each column's architecture (the cost model fits one line per architecture); `cost_power` 0:
+        # information per training, 1: per second
+        self.archs, self.cost_power = list(archs or [None] * n_columns), float(cost_power)
         self.n, self.budget, self.resolution, self.confidence = n_columns, budget, resolution, confidence
         self.seeds = list(seeds)
         priors = priors or [None] * n_columns
@@ -143,13 +228,18 @@ class BoundarySearch:
         self.running: dict[int, optuna.trial.Trial] = {}
 
     # ------------------------------------------------------------------ recording
-    def add(self, column: int, depth: int, seed, label: bool | None) -> None:
-        """A stored result (label None: the point ran but gives no label, e.g. a science error)."""
+    def add(self, column: int, depth: int, seed, label: bool | None, seconds: float | None = None,
+            fraction: float | None = None) -> None:
+        """A stored result (label None: the point ran but gives no label, e.g. a science error); `seconds` it took
+        and the `fraction` of its epoch budget it ran (the cost model's data), when known."""
         params = {"column": int(column), "depth": int(depth), "seed": seed}
+        attrs = {"seconds": seconds, "fraction": fraction}
         if label is None:
-            t = optuna.trial.create_trial(params=params, distributions=self.space, state=TrialState.FAIL)
+            t = optuna.trial.create_trial(params=params, distributions=self.space, state=TrialState.FAIL,
+                                          user_attrs=attrs)
         else:
-            t = optuna.trial.create_trial(params=params, distributions=self.space, value=float(bool(label)))
+            t = optuna.trial.create_trial(params=params, distributions=self.space, value=float(bool(label)),
+                                          user_attrs=attrs)
         self.study.add_trial(t)
 
     def ask(self, k: int) -> list[tuple[int, int, int, object]]:
@@ -163,8 +253,11 @@ class BoundarySearch:
             out.append((t.number, t.params["column"], t.params["depth"], t.params["seed"]))
         return out
 
-    def tell(self, number: int, label: bool | None) -> None:
+    def tell(self, number: int, label: bool | None, seconds: float | None = None,
+             fraction: float | None = None) -> None:
         t = self.running.pop(number)
+        t.set_user_attr("seconds", seconds)
+        t.set_user_attr("fraction", fraction)
         if label is None:
             self.study.tell(t, state=TrialState.FAIL)
         else:
@@ -221,6 +314,24 @@ class BoundarySearch:
     def used(self) -> int:
         return len(self._trials())
 
+    def costs(self) -> CostModel:
+        """The cost model fitted to every finished trial that recorded its seconds (a trainable one against its
+        column's posterior median boundary)."""
+        m, medians, posts = CostModel(), {}, None
+        for t in self._trials():
+            if t.state == TrialState.COMPLETE and t.params and t.user_attrs.get("seconds") is not None:
+                c, d = t.params["column"], t.params["depth"]
+                if t.value > 0.5 and c not in medians:
+                    posts = posts or self.posteriors()
+                    medians[c] = self.model.summary(posts[c], self.resolution)["median"]
+                m.add(self.archs[c], d, t.user_attrs.get("seconds"), t.user_attrs.get("fraction"), t.value > 0.5,
+                      d / max(medians[c], 1.0) if t.value > 0.5 else None)
+        return m
+
+    def seconds(self) -> float:
+        """Training seconds of every finished trial that recorded them."""
+        return float(sum(t.user_attrs.get("seconds") or 0.0 for t in self._trials()))
+
     def finished(self) -> bool:
         return self.used() >= self.budget or self.choose() is None
 
@@ -229,22 +340,32 @@ class BoundarySearch:
         if self.used() - (exclude is not None) >= self.budget:
             return None
         obs, pending, used = self._observations(exclude)
-        best, best_gain = None, 0.0
+        costs = self.costs() if self.cost_power else None
+        best, best_score = None, 0.0
         for c, post in enumerate(self.posteriors(exclude, believe_pending=True)):
             mass = self.model.summary(post, self.resolution)["mass"]
             if self._resolved(mass, len(obs[c]) + len(pending[c])):
                 continue
             # weighted by how unsettled the column is: the budget goes to the columns furthest from resolved
-            gain = self.model.gain(post) * (1 - mass)
-            for i in np.argsort(-gain, kind="stable"):
-                if gain[i] <= best_gain + 1e-12:
+            score = self.acquisition(c, post, costs) * (1 - mass)
+            for i in np.argsort(-score, kind="stable"):
+                if score[i] <= best_score * (1 + 1e-9) + 1e-15:
                     break
                 d = int(self.model.depths[i])
                 seed = next((s for s in self.seeds if (d, s) not in used[c]), None)
                 if seed is not None:
-                    best, best_gain = (c, d, seed), float(gain[i])
+                    best, best_score = (c, d, seed), float(score[i])
                     break
         return best
+
+    def acquisition(self, column: int, post: np.ndarray, costs: CostModel | None) -> np.ndarray:
+        """Per depth: the expected information about L of one more label, per expected second to the power
+        `cost_power` (costs None: per training)."""
+        gain = self.model.gain(post)
+        if costs is None:
+            return gain
+        sec = costs.expected(self.archs[column], self.model.depths, self.model.p1, post, self.model.L)
+        return gain / sec ** self.cost_power
 
 
 # ----------------------------------------------------------------------------- a sweep's points
@@ -286,18 +407,31 @@ def probe_priors(spec, probes) -> list[Prior | None]:
     return out
 
 
+def _num(v) -> float | None:
+    return None if v is None or v != v else float(v)
+
+
+def _fraction(run, budget) -> float | None:
+    """The fraction of its epoch budget a training ran (None when unknown)."""
+    run, budget = _num(run), _num(budget)
+    return None if run is None or not budget else run / budget
+
+
 class BoundaryStrategy:
     """The boundary search over a spec's training points, rebuilt from the store on every start."""
     name = "boundary"
 
-    def __init__(self, spec, store):
+    def __init__(self, spec, store, retry_errors: bool = False):
+        """`retry_errors` (`sweep run --retry-errors`): stored 'error' rows are not results the search knows, so
+        their points can be proposed, and computed, again."""
         from ..columns import point_id
 
         b = spec.boundary
         self.spec, self.cols, self.seeds = spec, spec.boundary_columns(), spec.axes()["seed"]
         self.priors = probe_priors(spec, store.read("probe") if "probe" in store.kinds() else None)
         self.search = BoundarySearch(len(self.cols), b.depth.min, b.depth.max, b.budget, b.resolution,
-                                     self.priors, self.seeds, b.noise, b.confidence)
+                                     self.priors, self.seeds, b.noise, b.confidence,
+                                     archs=[c.get("arch") for c in self.cols])
         self.where: dict[str, tuple] = {}  # point_id -> (column, depth, seed) of every candidate
         for c, col in enumerate(self.cols):
             for d in range(b.depth.min, b.depth.max + 1):
@@ -307,9 +441,12 @@ class BoundaryStrategy:
         stored = []
         if rows is not None and len(rows):
             rows = rows[rows["point_id"].isin(self.where.keys())]
-            stored = sorted((self.where[r.point_id], label(r.status, r.reached)) for r in rows.itertuples())
-        for (c, d, s), y in stored:  # canonical order: the same parts give the same study
-            self.search.add(c, d, s, y)
+            if retry_errors:
+                rows = rows[~rows["status"].eq("error")]
+            stored = sorted((self.where[r.point_id], label(r.status, r.reached), _num(r.seconds),
+                             _fraction(r.epochs_run, r.epochs)) for r in rows.itertuples())
+        for (c, d, s), y, sec, frac in stored:  # canonical order: the same parts give the same study
+            self.search.add(c, d, s, y, sec, frac)
         self.stored = len(stored)
         self.numbers: dict[str, int] = {}  # point_id -> Optuna trial number, for the points in flight
         self.proposed: list[dict] = []  # every point handed out by this driver
@@ -333,7 +470,11 @@ class BoundaryStrategy:
 
         number = self.numbers.pop(point_id(point), None)
         if number is not None:
-            self.search.tell(number, None if result is None else label(result.get("status"), result.get("reached")))
+            if result is None:
+                self.search.tell(number, None)
+            else:
+                self.search.tell(number, label(result.get("status"), result.get("reached")),
+                                 _num(result.get("compute_seconds")), _fraction(result.get("epochs_run"), point["epochs"]))
 
     def finished(self) -> bool:
         return self.search.finished()
