@@ -283,11 +283,11 @@ KILL_AFTER = {
               "    return out\n"
               "store.Store._put = killing\n"),
     # the folders are switched; the old one (the parts) is not removed yet
-    "switch": ("swap = store._exchange\n"
+    "switch": ("swap = store.compaction._exchange\n"
                "def killing(a, b):\n"
                "    assert swap(a, b)\n"
                "    os.kill(os.getpid(), signal.SIGKILL)\n"
-               "store._exchange = killing\n"),
+               "store.compaction._exchange = killing\n"),
 }
 
 

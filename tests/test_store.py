@@ -104,7 +104,7 @@ def test_crash_mid_write_leaves_no_part(tmp_path, monkeypatch):
         f.write(b"PAR1 half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_mod.pq, "write_table", dies)
+    monkeypatch.setattr(pq, "write_table", dies)
     with pytest.raises(KeyboardInterrupt):
         st.write_part("probe", r)
     assert _files(tmp_path / "sw" / "probe") == []  # neither a final name nor a leftover tmp

@@ -1,0 +1,157 @@
+"""Small objects written only if they are as the writer last read them (the sweep's lease): create one
+only where none exists, replace or delete one only where it is still the version read.
+
+- local disk: create is a hard link of a whole temporary file (link(2) fails where the name exists);
+  replace and delete compare and act under an exclusive flock(2) on `_<name>.lock` beside the object.
+- S3: PutObject with `If-None-Match: *` (create) and `If-Match: <ETag>` (replace), DeleteObject with
+  `If-Match`, through boto3 (pyarrow exposes neither).
+- anything else (GCS here: no GCS client is installed to use `ifGenerationMatch`): `conditional` is
+  False, and the caller falls back to plain atomic writes read back after a pause (reconent.sweep.lease).
+
+A version is an opaque string: the object's sha256 on local disk, its ETag on S3."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+
+import pyarrow.fs as pafs
+
+from .layout import fs_options
+
+
+class Objects:
+    """Conditional small objects under the sweep's root (needs Layout)."""
+
+    @property
+    def conditional(self) -> bool:
+        """This storage offers create-if-absent and compare-and-swap (local disk, S3)."""
+        return isinstance(self.fs, (pafs.LocalFileSystem, pafs.S3FileSystem))
+
+    def put_object(self, name: str, data: bytes) -> None:
+        """Write `data` as <root>/<name>, atomically but unconditionally."""
+        self._put(self.root, name, data)
+
+    def read_object(self, name: str) -> tuple[bytes, str] | None:
+        """(bytes, version) of <root>/<name>, or None where there is none. Any other failure raises."""
+        if isinstance(self.fs, pafs.S3FileSystem):
+            bucket, key = self._s3_key(name)
+            try:
+                got = self._s3().get_object(Bucket=bucket, Key=key)
+            except self._s3().exceptions.NoSuchKey:
+                return None
+            return got["Body"].read(), got["ETag"]
+        try:
+            with self.fs.open_input_stream(self.path(name)) as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def create_object(self, name: str, data: bytes) -> str | None:
+        """Write <root>/<name> only if it does not exist; its version, or None where one exists already."""
+        if isinstance(self.fs, pafs.S3FileSystem):
+            bucket, key = self._s3_key(name)
+            return self._s3_conditional(lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*"))
+        self._local_only()
+        with self._locked(name):
+            tmp = self._local_tmp(name, data)
+            try:
+                os.link(tmp, self.path(name))  # atomic, and fails where the name exists
+            except FileExistsError:
+                return None
+            finally:
+                os.unlink(tmp)
+        return hashlib.sha256(data).hexdigest()
+
+    def replace_object(self, name: str, data: bytes, version: str) -> str | None:
+        """Replace <root>/<name> only if it is still at `version`; its new version, or None where it is not."""
+        if isinstance(self.fs, pafs.S3FileSystem):
+            bucket, key = self._s3_key(name)
+            return self._s3_conditional(lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=version))
+        self._local_only()
+        with self._locked(name):
+            cur = self.read_object(name)
+            if cur is None or cur[1] != version:
+                return None
+            os.replace(self._local_tmp(name, data), self.path(name))
+        return hashlib.sha256(data).hexdigest()
+
+    def delete_object(self, name: str, version: str) -> bool:
+        """Delete <root>/<name> only if it is still at `version`; whether it was deleted."""
+        if isinstance(self.fs, pafs.S3FileSystem):
+            bucket, key = self._s3_key(name)
+            return self._s3_conditional(lambda c: c.delete_object(Bucket=bucket, Key=key, IfMatch=version)) \
+                is not None
+        self._local_only()
+        with self._locked(name):
+            cur = self.read_object(name)
+            if cur is None or cur[1] != version:
+                return False
+            os.unlink(self.path(name))
+        return True
+
+    # ------------------------------------------------------------------ local disk
+    def _local_only(self) -> None:
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            raise NotImplementedError(f"no conditional writes on {self.fs.type_name} storage ({self.uri})")
+
+    def _local_tmp(self, name: str, data: bytes) -> str:
+        os.makedirs(self.root, exist_ok=True)
+        tmp = self.path(f"_tmp-{name}-{uuid.uuid4().hex[:12]}")
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    @contextlib.contextmanager
+    def _locked(self, name: str):
+        import fcntl
+
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(self.path(f"_{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # ------------------------------------------------------------------ S3
+    def _s3(self):
+        """A boto3 client for the bucket pyarrow reaches: the same endpoint, region and keys."""
+        if getattr(self, "_s3_client", None) is None:
+            import boto3
+
+            o = fs_options(self.fs)
+            endpoint = o.get("endpoint_override") or None
+            if endpoint and "://" not in endpoint:
+                endpoint = f"{o.get('scheme') or 'https'}://{endpoint}"
+            keys = {"aws_access_key_id": o.get("access_key"), "aws_secret_access_key": o.get("secret_key"),
+                    "aws_session_token": o.get("session_token")}
+            self._s3_client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint, region_name=o.get("region") or None,
+                **{k: v for k, v in keys.items() if v})
+        return self._s3_client
+
+    def _s3_key(self, name: str) -> tuple[str, str]:
+        bucket, _, key = self.path(name).partition("/")
+        return bucket, key
+
+    def _s3_conditional(self, call) -> str | None:
+        """The ETag `call` returns, or None where S3 refused it for a failed condition (412, or 409 for a
+        conditional write that raced another) or found no object (404)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            out = call(self._s3())
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (404, 409, 412):
+                return None
+            raise
+        return out.get("ETag", "")
+
+    def __getstate__(self):  # a boto3 client does not pickle; the copy makes its own
+        return {k: v for k, v in self.__dict__.items() if k != "_s3_client"}
