@@ -2,7 +2,7 @@
 only where none exists, replace or delete one only where it is still the version read.
 
 - local disk: create is a hard link of a whole temporary file (link(2) fails where the name exists);
-  replace and delete compare and act under an exclusive flock(2) on `_<name>.lock` beside the object.
+  create, replace and delete compare and act under an exclusive flock(2) on `_<name>.lock` beside it.
 - S3: PutObject with `If-None-Match: *` (create) and `If-Match: <ETag>` (replace), DeleteObject with
   `If-Match`, through boto3 (pyarrow exposes neither).
 - anything else (GCS here: no GCS client is installed to use `ifGenerationMatch`): `conditional` is
@@ -11,7 +11,7 @@ only where none exists, replace or delete one only where it is still the version
 A version is an opaque string: the object's sha256 on local disk, its ETag on S3."""
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import os
 import uuid
@@ -106,34 +106,22 @@ class Objects:
             os.fsync(f.fileno())
         return tmp
 
-    @contextlib.contextmanager
     def _locked(self, name: str):
-        import fcntl
+        """An exclusive flock(2) on `_<name>.lock` beside the object (the lock file stays: `_`, invisible)."""
+        from filelock import UnixFileLock
 
         os.makedirs(self.root, exist_ok=True)
-        fd = os.open(self.path(f"_{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return UnixFileLock(self.path(f"_{name.lstrip('_')}.lock"))
 
     # ------------------------------------------------------------------ S3
     def _s3(self):
         """A boto3 client for the bucket pyarrow reaches: the same endpoint, region and keys."""
-        if getattr(self, "_s3_client", None) is None:
-            import boto3
-
-            o = fs_options(self.fs)
-            endpoint = o.get("endpoint_override") or None
-            if endpoint and "://" not in endpoint:
-                endpoint = f"{o.get('scheme') or 'https'}://{endpoint}"
-            keys = {"aws_access_key_id": o.get("access_key"), "aws_secret_access_key": o.get("secret_key"),
-                    "aws_session_token": o.get("session_token")}
-            self._s3_client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint, region_name=o.get("region") or None,
-                **{k: v for k, v in keys.items() if v})
-        return self._s3_client
+        o = fs_options(self.fs)
+        endpoint = o.get("endpoint_override") or None
+        if endpoint and "://" not in endpoint:
+            endpoint = f"{o.get('scheme') or 'https'}://{endpoint}"
+        return _s3_client(endpoint, o.get("region") or None, o.get("access_key") or None,
+                          o.get("secret_key") or None, o.get("session_token") or None)
 
     def _s3_key(self, name: str) -> tuple[str, str]:
         bucket, _, key = self.path(name).partition("/")
@@ -153,5 +141,14 @@ class Objects:
             raise
         return out.get("ETag", "")
 
-    def __getstate__(self):  # a boto3 client does not pickle; the copy makes its own
-        return {k: v for k, v in self.__dict__.items() if k != "_s3_client"}
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(endpoint, region, access_key, secret_key, session_token):
+    """One client per endpoint and identity: building one loads botocore's service model (~1 s of CPU);
+    clients are thread-safe."""
+    import boto3
+
+    keys = {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key,
+            "aws_session_token": session_token}
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region,
+                                          **{k: v for k, v in keys.items() if v})
