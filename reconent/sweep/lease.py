@@ -207,7 +207,7 @@ class Lease:
             if self.store.conditional and self.version is not None:
                 self.store.delete_object(NAME, self.version)
             elif (self.read() or {}).get("token") == self.token:
-                self.store.fs.delete_file(self.path)
+                self.store.remove_object(NAME)
         except OSError:
             pass  # left behind: the next driver finds it stale, or this host's process gone
 

@@ -33,6 +33,10 @@ class Objects:
         """Write `data` as <root>/<name>, atomically but unconditionally."""
         self._put(self.root, name, data)
 
+    def remove_object(self, name: str) -> None:
+        """Delete <root>/<name> unconditionally (where the storage has no conditional delete)."""
+        self.fs.delete_file(self.path(name))
+
     def read_object(self, name: str) -> tuple[bytes, str] | None:
         """(bytes, version) of <root>/<name>, or None where there is none. Any other failure raises."""
         if isinstance(self.fs, pafs.S3FileSystem):
