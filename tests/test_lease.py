@@ -247,3 +247,38 @@ def test_a_driver_that_loses_its_lease_stops_at_once_with_one_line(storage):
     assert err.count("\n") == 1 and err.startswith(
         f"reconent: error: lease: sweep 'sw' in {storage} was taken over by reconent compact on node-2 (pid 42)"), err
     assert json.loads(st.read_object(NAME)[0])["token"] == "theirs"
+
+
+@pytest.mark.slow
+def test_sweep_run_that_loses_its_lease_stops_its_trials_and_exits_1(tmp_path):
+    """A real `reconent sweep run` (a private Ray, Tune trials writing parts): its lease taken over after the
+    first stored point, Tune stops the trials, no further experiment starts, and the last line says why."""
+    import os
+
+    import yaml
+
+    grid = {"sigma_w2": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0], "sigma_b2": [0.05], "depth": [2, 3, 4, 5, 6, 7], "seed": [0]}
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "lost", "dataset": "mnist5k", "arch": "mlp", "storage": str(tmp_path / "store"), "device": "cpu",
+        "resources": {"cpu": 1, "gpu": 0}, "max_failures": 1, "grid": grid, "train": {"points": "none"},
+        "probe": {"epochs": 1, "batch_size": 64, "lr": 1e-3, "train_samples": 128, "eval_samples": 16}}))
+    p = subprocess.Popen([sys.executable, "-c", "from reconent.cli import console; console()", "sweep", "run",
+                          str(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "RECONENT_LEASE_HEARTBEAT_S": "0.5"})
+    st, probe = Store(str(tmp_path / "store"), "lost"), tmp_path / "store" / "lost" / "probe"
+    try:
+        wait_for(lambda: p.poll() is not None or any(probe.glob("part-*.parquet")), 300, "a first stored point")
+        assert p.poll() is None, p.stderr.read()
+        _, version = st.read_object(NAME)
+        other = {"host": "node-2", "pid": 42, "token": "theirs", "what": "sweep run", "heartbeat": time.time()}
+        assert st.replace_object(NAME, json.dumps(other).encode(), version) is not None
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            kill_group(p)
+    assert p.returncode == 1, err[-3000:]
+    assert err.splitlines()[-1].startswith(
+        f"reconent: error: lease: sweep 'lost' in {tmp_path / 'store'} was taken over by sweep run on node-2")
+    assert len(list(probe.glob("part-*.parquet"))) < 36  # stopped: the other points were not computed
+    assert json.loads(st.read_object(NAME)[0])["token"] == "theirs"
