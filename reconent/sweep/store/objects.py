@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 import uuid
 
 import pyarrow.fs as pafs
@@ -40,11 +41,15 @@ class Objects:
     def read_object(self, name: str) -> tuple[bytes, str] | None:
         """(bytes, version) of <root>/<name>, or None where there is none. Any other failure raises."""
         if isinstance(self.fs, pafs.S3FileSystem):
+            from botocore.exceptions import ClientError
+
             bucket, key = self._s3_key(name)
             try:
                 got = self._s3().get_object(Bucket=bucket, Key=key)
-            except self._s3().exceptions.NoSuchKey:
-                return None
+            except ClientError as e:  # (each client has its own NoSuchKey class: match the code)
+                if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
             return got["Body"].read(), got["ETag"]
         try:
             with self.fs.open_input_stream(self.path(name)) as f:
@@ -146,8 +151,16 @@ class Objects:
         return out.get("ETag", "")
 
 
+_CLIENT_LOCK = threading.Lock()
+
+
+def _s3_client(*args):
+    with _CLIENT_LOCK:  # built once, even by threads that ask at the same moment
+        return _new_s3_client(*args)
+
+
 @functools.lru_cache(maxsize=8)
-def _s3_client(endpoint, region, access_key, secret_key, session_token):
+def _new_s3_client(endpoint, region, access_key, secret_key, session_token):
     """One client per endpoint and identity: building one loads botocore's service model (~1 s of CPU);
     clients are thread-safe."""
     import boto3
