@@ -170,8 +170,8 @@ class LoopbackCluster:
 def moto_endpoint():
     """A moto S3 server (`moto_server`, the test extra) on 127.0.0.1 for the whole session, ended by PID."""
     exe = BIN / "moto_server"
-    if not exe.exists():
-        pytest.skip("moto_server not installed: pip install -e .[test]")
+    if not exe.exists():  # a test dependency: its absence fails the S3 tests, it never skips them
+        pytest.fail("moto_server not installed: pip install -e .[test]")
     port = free_port()
     proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -81,7 +81,13 @@ def test_sweep_on_s3_rerun_corrupt_part_compaction_lease_and_report(s3, tmp_path
     # reconent report straight from s3://
     out = tmp_path / "report"
     assert main(["report", sweep, "-o", str(out), "--n-boot", "0", "--json"]) == 0
-    assert (out / "report.html").is_file() and json.loads(capsys.readouterr().out)
+    r = json.loads(capsys.readouterr().out)
+    assert (r["sweeps"], r["n_probe_points"], r["n_train_points"]) == (["s3sweep"], 4, 2)
+    # the training budget comes from the spec saved on S3 (read through the Store), not the largest stored
+    assert (r["budgets"]["epochs"], r["budgets"]["epochs_source"]) == (2, "spec")
+    saved = Store(f"{s3}/reconent", "s3sweep").load_spec()
+    html = (out / "report.html").read_text()
+    assert f"{sweep}/specs/spec.yaml" in html and f"spec_hash: {saved['spec_hash']}" in html
 
 
 def test_lease_on_s3_refuses_a_live_holder_and_takes_over_a_stale_one(s3):

@@ -104,7 +104,7 @@ def test_crash_mid_write_leaves_no_part(tmp_path, monkeypatch):
         f.write(b"PAR1 half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_mod.pq, "write_table", dies)
+    monkeypatch.setattr(pq, "write_table", dies)
     with pytest.raises(KeyboardInterrupt):
         st.write_part("probe", r)
     assert _files(tmp_path / "sw" / "probe") == []  # neither a final name nor a leftover tmp
@@ -204,6 +204,9 @@ def test_spec_saved_next_to_results(tmp_path):
     assert st.save_spec(s.resolved()) == s.spec_hash
     assert _files(tmp_path / "t" / "specs") == sorted([f"{s.spec_hash}.yaml", "spec.yaml"])
     assert st.load_spec() == s.resolved()
+    text = Store.at(str(tmp_path / "t")).spec_text()  # a sweep's folder, as the report is given it
+    assert text == (tmp_path / "t" / "specs" / "spec.yaml").read_text() and f"spec_hash: {s.spec_hash}" in text
+    assert [x.name for x in Store.find(str(tmp_path))] == ["t"] and Store.at(str(tmp_path / "u")).spec_text() is None
     assert load_spec(tmp_path / "t" / "specs" / "spec.yaml").points() == s.points()  # runs again as is
 
 
@@ -222,24 +225,56 @@ def test_uris(tmp_path, monkeypatch):
 
 
 def test_store_works_on_a_non_local_filesystem(tmp_path):
-    """The same code through a filesystem that is not pyarrow's LocalFileSystem (as S3/GCS are)."""
-    fs = pafs.PyFileSystem(pafs.FSSpecHandler(__import__("fsspec").filesystem("memory"))) \
-        if _has("fsspec") else None
-    if fs is None:
-        pytest.skip("fsspec not installed")
+    """The same code through a filesystem that is not pyarrow's LocalFileSystem (as S3/GCS are): no folder
+    exchange for compaction, no conditional writes (the lease falls back to write-and-read-back)."""
+    from reconent.sweep.lease import Lease, LeaseHeld
+
     st = Store(str(tmp_path), "sw")
-    st.fs, st.root = fs, "/bucket/sw"
+    (tmp_path / "bucket").mkdir()
+    st.fs, st.root = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem()), "sw"
+    assert not st.conditional
     rs = rows(tmp_path)
     for r in rs:
         st.write_part("probe", r)
     assert st.done_ids("probe") == {r["point_id"] for r in rs}
     assert len(st.read("probe")) == len(rs)
     assert [i.base_name for i in st._files("probe") if i.base_name.startswith("_")] == []
+    assert st.compact("probe")["files_after"] == 1 and _files(tmp_path / "bucket" / "sw" / "probe")[0].startswith(
+        "compact-")
+    with Lease(st, settle=0, heartbeat=60):
+        with pytest.raises(LeaseHeld):
+            Lease(st, settle=0).acquire()
+    assert not (tmp_path / "bucket" / "sw" / "_lease.json").exists()
 
 
-def _has(mod: str) -> bool:
-    try:
-        __import__(mod)
-        return True
-    except ImportError:
-        return False
+# One probe point's ids as the released code named them, computed once (schema 1: every setting it had
+# hashed, rtol included; schema 2 and 3: without the analysis-only settings) and pinned here, so that a
+# change to the id formula or to the migration cannot pass by changing both sides of a comparison.
+PINNED = {"point": {"sigma_w2": [1.76], "depth": [3]}, "v1": "91ec65348a76acf0", "v2": "a6bb61579023f5b3",
+          "v3": "a6bb61579023f5b3"}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_parts_read_and_migrate_to_their_pinned_ids(tmp_path, version):
+    from test_reliability import write_old_part
+
+    s = load_spec({"name": "t", "dataset": "mnist5k", "storage": str(tmp_path), "probe": {"epochs": 1},
+                   "grid": PINNED["point"]}, check_storage=False)
+    (p,) = [q for q in s.points() if q["kind"] == "probe"]
+    assert point_id(p) == PINNED["v3"]
+    r = empty_row(p, spec_hash=s.spec_hash)
+    r.update(status="ok", started_at=datetime.now(timezone.utc), finished_at=datetime.now(timezone.utc), cutoff=2,
+             steps_run=63, relative_entropy_norm_median=[1.0, 0.5, 0.2])
+    folder = tmp_path / "t" / "probe"
+    write_old_part(folder, r, p, version)
+    assert _files(folder) == [f"part-{PINNED[f'v{version}']}.parquet"]  # as that schema named it
+    st = Store(str(tmp_path), "t")
+    df = st.read("probe")  # the read path: the current id and meaning, nothing rewritten
+    assert list(df["point_id"]) == [PINNED["v3"]] and list(df["steps_run"]) == [63] and df["steps"].isna().all()
+    assert _files(folder) == [f"part-{PINNED[f'v{version}']}.parquet"]
+    assert st.done_ids("probe") == {PINNED["v3"]}  # the write path: the driver migrates the part
+    assert _files(folder) == [f"part-{PINNED['v3']}.parquet"]
+    md = pq.read_metadata(folder / f"part-{PINNED['v3']}.parquet").metadata
+    assert md[b"reconent_schema_version"] == str(store_mod.SCHEMA_VERSION).encode()
+    assert Store(str(tmp_path), "t").read("probe").drop(columns="schema_version").equals(
+        df.drop(columns="schema_version"))  # every value kept

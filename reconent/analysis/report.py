@@ -44,25 +44,18 @@ def _img(path: Path, alt: str, caption: str = "") -> dict:
 
 
 def _spec_texts(uris) -> list[tuple[str, str]]:
-    """The saved resolved spec of each sweep (`<uri>/specs/spec.yaml`, the latest), read through pyarrow.fs."""
-    import pyarrow.fs as pafs
+    """The saved resolved spec of each sweep (`<uri>/specs/spec.yaml`, the latest), read through its Store."""
+    from reconent.sweep.store import Store
 
     out = []
     for uri in uris:
         u = str(uri).rstrip("/")
         try:
-            fs, base = pafs.FileSystem.from_uri(u if "://" in u else Path(u).resolve().as_uri())
+            text = Store.at(u).spec_text()
         except (ValueError, OSError):
-            continue
-        for rel in ("specs/spec.yaml", "spec.yaml"):
-            try:
-                with fs.open_input_stream(f"{base}/{rel}") as f:
-                    out.append((f"{u}/{rel}", f.read().decode()))
-                break
-            except (FileNotFoundError, OSError):
-                pass
-        else:
-            out.append((u, "(no saved spec found under specs/spec.yaml)"))
+            text = None
+        out.append((f"{u}/specs/spec.yaml", text) if text is not None
+                   else (u, "(no saved spec found under specs/spec.yaml)"))
     return out
 
 

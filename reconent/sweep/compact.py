@@ -21,6 +21,9 @@ def compact(uri: str, rows_per_file: int | None = None) -> dict:
     if not store.kinds() and store.load_spec() is None:
         raise ValueError(f"results: no sweep at {uri} (no parts, no specs/spec.yaml); give <storage>/<sweep name>")
     t0 = time.perf_counter()
-    with Lease(store, what="reconent compact"):
-        kinds = [store.compact(k, rows_per_file or COMPACT_ROWS) for k in KINDS if k in store.kinds()]
+    kinds = []
+    with Lease(store, what="reconent compact") as lease:
+        for k in [k for k in KINDS if k in store.kinds()]:
+            lease.check()  # lost to another driver: compact no further
+            kinds.append(store.compact(k, rows_per_file or COMPACT_ROWS))
     return {"sweep": name, "storage": root, "kinds": kinds, "seconds": time.perf_counter() - t0}

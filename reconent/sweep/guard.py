@@ -22,9 +22,10 @@ def guarded(run):
         spec = resolve_spec(spec, storage)
         check_datasets(spec)
         store = Store(absolute_uri(spec.storage), spec.name)
-        with Lease(store):
+        with Lease(store) as lease:
             summary = run(spec, address=address, progress=progress, retry_errors=retry_errors)
             if compact:
+                lease.check()  # a driver that lost its lease compacts nothing
                 summary["compacted"] = [store.compact(kind) for kind in store.kinds()]
                 for c in summary["compacted"]:
                     print(f"reconent: compacted {c['kind']}: {c['files_before']} files -> {c['files_after']}",

@@ -97,10 +97,12 @@ def fit(trainable, points, ctx: dict, resources: dict, max_failures: int, progre
     Tune's results directory is scratch (a temp dir, removed afterwards): the trials write their parts."""
     from ray import tune
 
+    from .lease import check_held
     from .progress import progress_callback
     from .search.feed import StrategySearcher
     from .search.grid import GridStrategy
 
+    check_held()  # no new experiment for a driver that lost its sweep's lease
     strategy = GridStrategy(points) if isinstance(points, list) else points
     cb = progress_callback(total if total is not None else len(points), progress)
     scratch = tempfile.mkdtemp(prefix="reconent-tune-")

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow.fs as pafs
 
 from .columns import CURVES, KINDS, PROFILES, SCHEMAS, carry
-from .store import Store, filesystem
+from .store import Store
 
 
 class NoResults(FileNotFoundError):
@@ -26,20 +25,7 @@ class NoResults(FileNotFoundError):
 
 def _sweeps(uri: str) -> list[Store]:
     """The sweeps at `uri`: the sweep itself if it has probe/, train/ or specs/, else its sub-folders that do."""
-    uri, sep, query = str(uri).partition("?")  # s3://bucket/x?region=... keeps its options
-    uri, query = uri.rstrip("/"), sep + query
-    fs, path = filesystem(uri + query)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return []
-
-    def is_sweep(p):
-        return any(fs.get_file_info(f"{p}/{k}").type == pafs.FileType.Directory for k in (*KINDS, "specs"))
-
-    if is_sweep(path):
-        base, _, name = uri.rpartition("/")
-        return [Store((base or ("/" if uri.startswith("/") else ".")) + query, name)]
-    subs = [i for i in fs.get_file_info(pafs.FileSelector(path)) if i.type == pafs.FileType.Directory]
-    return [Store(uri + query, i.base_name) for i in sorted(subs, key=lambda i: i.base_name) if is_sweep(i.path)]
+    return Store.find(uri)
 
 
 def load(uri_or_paths, kind: str = "probe") -> pd.DataFrame:
