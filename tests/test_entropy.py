@@ -88,3 +88,16 @@ def test_cutoff_normalises_per_sample_before_the_median():
     S3 = np.array([[1.0, 1.0, 50.0], [2.0, 1.5, 99.0], [2.0, 1.9, 100.0], [2.0, 2.0, 100.0]])
     assert cutoff_from_normalised(np.median(normalised(S3), axis=1), rtol=0.005) == 2
 
+
+
+def test_depth_cutoff_counts_blocks_after_the_stem_skips_unevaluated_layers_and_flags_censoring():
+    from reconent.science.entropy import depth_cutoff
+
+    # layer 2 is the deepest off the plateau (|0.9 - 1| > 0.005): an MLP of depth 4 has its cutoff there
+    assert depth_cutoff([0.5, 0.9, 0.999, 1.0], 0.005, 4) == (2, 0, 2, False)
+    # the same profile behind a 3-layer stem (7 probe layers, depth 4): layer 5 is block 2
+    assert depth_cutoff([0.1, 0.2, 0.3, 0.5, 0.9, 0.999, 1.0], 0.005, 4) == (5, 3, 2, False)
+    # null layers were not evaluated and are passed over, not read as "off the plateau"
+    assert depth_cutoff([0.5, None, None, 1.0, 1.0], 0.005, 5) == (1, 0, 1, False)
+    # still moving at the last-but-one layer: no plateau inside the probe
+    assert depth_cutoff([0.5, 0.8, 0.95, 1.0], 0.005, 4) == (3, 0, 3, True)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from reconent.science.entropy import cutoff_from_normalised
+from reconent.science.entropy import depth_cutoff
 from reconent.sweep import columns
 # Every column the analysis needs exists since row schema version 1 (v2 only took rtol out of the point id).
 READS_SCHEMA = 1
@@ -203,15 +203,14 @@ def probe_cutoffs(probes: pd.DataFrame, rtol: float | None = None, notes: list[s
     else:
         p["steps_used"] = p["steps_run"]
     p["rtol_used"] = p["rtol"].astype(float) if rtol is None else float(rtol)
-    # cnn/resnet profiles also cover the conv stem (archs.Arch.stem): layer ℓ is block ℓ - stem
-    p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
-    p["stem"] = (p["n_layers"] - p["depth"]).clip(lower=0)
     # ok rows only (diverged ones are dropped above), so a null/NaN layer is one the probe did not evaluate
-    # (eval_depths: search) and the cutoff rule passes over it
-    p["cutoff_layer"] = [cutoff_from_normalised(_vec(r), t, skip_nan=True) for r, t in
-                         zip(p["relative_entropy_norm_median"], p["rtol_used"])]
-    p["cutoff"] = (p["cutoff_layer"] - p["stem"]).clip(lower=0)  # in units of `depth`
-    p["censored"] = p["cutoff_layer"] >= p["n_layers"] - 1
+    # (eval_depths: search); cutoffs in units of `depth` (cnn/resnet profiles also cover the conv stem)
+    read = [depth_cutoff(_vec(r), t, d) for r, t, d in
+            zip(p["relative_entropy_norm_median"], p["rtol_used"], p["depth"])]
+    p["n_layers"] = p["relative_entropy_norm_median"].map(len).astype(int)
+    for f in ("stem", "cutoff", "censored"):
+        p[f] = pd.Series([getattr(c, f) for c in read], index=p.index, dtype=bool if f == "censored" else int)
+    p["cutoff_layer"] = [c.layer for c in read]
     prev = [_previous_cutoff(r) for _, r in p.iterrows()]
     p["steps_prev"] = [x[0] for x in prev]
     p["cutoff_prev"] = [x[1] for x in prev]
@@ -238,8 +237,7 @@ def _previous_cutoff(row) -> tuple[float, float]:
     prof = _at_steps(row, before[-1])
     if prof is None or len(prof) != row["n_layers"]:
         return math.nan, math.nan
-    layer = cutoff_from_normalised(prof, row["rtol_used"], skip_nan=True)
-    return float(before[-1]), float(max(layer - row["stem"], 0))
+    return float(before[-1]), float(depth_cutoff(prof, row["rtol_used"], row["depth"]).cutoff)
 
 
 def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: list[str] | None = None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -64,3 +65,24 @@ def cutoff_from_normalised(norm_median, rtol: float, skip_nan: bool = False) -> 
     r = np.asarray(norm_median, dtype=float)
     off = np.flatnonzero(np.abs(r - 1.0) > rtol if skip_nan else ~(np.abs(r - 1.0) <= rtol))
     return int(off[-1]) + 1 if off.size else 0
+
+
+class DepthCutoff(NamedTuple):
+    layer: int  # the cutoff layer of the profile (cutoff_from_normalised)
+    stem: int  # profile layers before the `depth` counted ones
+    cutoff: int  # in units of `depth`
+    censored: bool  # no plateau within the probe
+
+
+def depth_cutoff(norm_median, rtol: float, depth: int) -> DepthCutoff:
+    """A stored probe profile read as a predicted L* in units of the point's `depth`.
+
+    The profile of a cnn/resnet also covers the conv stem (its layers beyond `depth`), so layer ℓ is counted
+    block ℓ - stem. Null layers were not evaluated (`eval_depths: search`) and are passed over. Censored: the
+    last layer's normalised value is 1 by construction, so a cutoff at the last-but-one layer means no plateau
+    set in within the probe, and it can only say L* >= depth. The analysis and the boundary search's prior both
+    read probes this way."""
+    r = np.asarray([np.nan if v is None else v for v in norm_median], dtype=float)
+    layer = cutoff_from_normalised(r, rtol, skip_nan=True)
+    stem = max(r.size - int(depth), 0)
+    return DepthCutoff(layer, stem, max(layer - stem, 0), bool(layer >= r.size - 1))

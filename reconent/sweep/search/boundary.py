@@ -387,14 +387,16 @@ def probe_priors(spec, probes) -> list[Prior | None]:
     keys = list(cols[0]) if cols else []
     found: dict[tuple, dict] = {}
     if probes is not None and len(probes):
-        from reconent.analysis.frames import probe_cutoffs  # the analysis's reading: depth units, censoring
+        from reconent.science.entropy import depth_cutoff  # the analysis's reading too: depth units, censoring
 
         from ..columns import point_id
 
         ids = {point_id(p) for p in spec.points() if p["kind"] == "probe"}
-        ok = probe_cutoffs(probes[probes["point_id"].isin(ids)])
+        ok = probes[probes["point_id"].isin(ids) & probes["status"].eq("ok")]  # diverged: no prediction
         for _, r in ok.sort_values("depth").iterrows():  # the deepest per seed wins
-            found.setdefault(tuple(r[k] if r[k] == r[k] else None for k in keys), {})[r["seed"]] = r
+            c = depth_cutoff(r["relative_entropy_norm_median"], float(r["rtol"]), int(r["depth"]))
+            found.setdefault(tuple(r[k] if r[k] == r[k] else None for k in keys), {})[r["seed"]] = \
+                {"cutoff": c.cutoff, "censored": c.censored, "depth": r["depth"]}
     out = []
     for col in cols:
         rows = found.get(tuple(col[k] for k in keys), {}).values()
