@@ -465,3 +465,48 @@ def test_private_local_ray_listens_on_loopback_only(procs):
     node, listening = json.loads(out.strip().splitlines()[-1])
     assert node == "127.0.0.1"
     assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in listening), listening
+
+
+# ---------------------------------------------------------------- 6. Ray's memory monitor
+# A threshold of 5% of the machine's memory: the monitor kills every trial worker it sees (it looks every
+# 250 ms). Looking every 4 s instead, most workers start before it looks, so kills land in running tasks.
+MEMORY_KILLS = {"RAY_memory_usage_threshold": "0.05"}
+IN_RUNNING_TASKS = {**MEMORY_KILLS, "RAY_memory_monitor_refresh_ms": "4000"}
+
+
+@pytest.mark.slow
+def test_tune_survives_a_worker_killed_by_the_memory_monitor_while_its_task_runs(procs):
+    """Ray reports such a kill as OutOfMemoryError on the task; Tune's actor manager raised it out of
+    tuner.fit() ('Caught unexpected exception'), ending the sweep. With survive_memory_kills it is the
+    dead actor Tune retries. The unpatched run shows the Ray behaviour the patch exists for."""
+    script = [sys.executable, str(ROOT / "tests" / "ray_memory_kill.py")]
+    code, out = procs.run(script, "plain.log", timeout=300, **IN_RUNNING_TASKS)
+    assert code != 0 and "RuntimeError: Caught unexpected exception: 1 worker(s) were killed" in out, out[-3000:]
+    code, out = procs.run([*script, "patched"], "patched.log", timeout=300, **IN_RUNNING_TASKS)
+    assert code == 0, out[-3000:]
+    last = json.loads(out.strip().splitlines()[-1])[-1]
+    assert last["task"].startswith("RayActorError: OutOfMemoryError: 1 worker(s) were killed"), last
+    assert last["actor"] == last["task"]
+
+
+@pytest.mark.slow
+def test_memory_kills_are_retried_then_lost_and_a_rerun_computes_the_point(tmp_path, procs):
+    """`sweep run` under a memory monitor that kills every trial: no traceback out of tuner.fit, each
+    trial retried `max_failures` times, the point lost (exit 1), nothing stored, `status` names the
+    memory kill; without the pressure the same command computes the point."""
+    store = tmp_path / "store"
+    spec = write_spec(tmp_path / "s.yaml", store, {"sigma_w2": [1.0], "depth": [2]}, max_failures=1)
+    argv = [sys.executable, "-m", "reconent.cli", "sweep", "run", str(spec), "--json"]
+    code, out = procs.run(argv, "oom.log", timeout=300, **MEMORY_KILLS)
+    assert code == 1, out[-3000:]
+    assert "Caught unexpected exception" not in out and "reconent: trial failed after retries: " in out
+    s = json.loads(next(ln for ln in reversed(out.splitlines()) if ln.startswith('{"sweep"')))
+    assert (s["ran"], s["lost"], s["ok"], s["error"], s["retries"]) == (1, 1, 0, 0, 1), s
+    assert files(store / "rel" / "probe") == []
+    from reconent.sweep.status import status
+
+    st = status(str(store / "rel"))
+    assert (st["left"], st["environment"], st["environment_errors"]) == (1, 1, {"OutOfMemoryError": 1}), st
+    code, out = procs.run(argv, "rerun.log", timeout=300)
+    assert code == 0, out[-3000:]
+    assert len(files(store / "rel" / "probe", "part-")) == 1

@@ -93,7 +93,7 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
                 if missing:
                     grid, cb = fit(point_trainable, missing, ctx, {"cpu": cpu, "gpu": gpu}, spec.max_failures,
                                    progress, max_concurrent=n)
-                    _account(summary, grid, cb, store, missing)
+                    _account(summary, cb, store, missing)
                 if search:
                     strategy = BoundaryStrategy(spec, store)  # again: the probes just stored are its prior
                     if not strategy.finished():
@@ -103,7 +103,7 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
                                        progress, max_concurrent=batch,
                                        total=max(0, spec.boundary.budget - strategy.search.used()))
                         summary["ran"] += len(strategy.proposed)
-                        _account(summary, grid, cb, store, strategy.proposed)
+                        _account(summary, cb, store, strategy.proposed)
         if search:
             summary["points"] += strategy.search.used()
             summary["skipped"] += strategy.stored
@@ -114,18 +114,38 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
     return summary
 
 
-def _account(summary: dict, grid, cb, store, points: list[dict]) -> None:
+def _account(summary: dict, cb, store, points: list[dict]) -> None:
     """Add one Tune experiment's outcome to the summary (the store says what was lost)."""
-    for r in grid:
-        if r.error is not None:
-            print(f"reconent: trial failed after retries: {str(r.error).splitlines()[0]}", file=sys.stderr)
     kinds = {p["kind"] for p in points}
     after = {kind: set(store.done_ids(kind)) for kind in kinds}
+    for point, error in cb.lost:
+        why = _first_line(error)
+        if point and point_id(point) not in after[point["kind"]] and _worker_died(why):
+            # a killed worker (memory monitor, dead node) never reached the trial's own failure record
+            store.record_failure(point["kind"], point_id(point), _worker_died(why))
+        print(f"reconent: trial failed after retries: {why}", file=sys.stderr)
     summary["lost"] += sum(point_id(p) not in after[p["kind"]] for p in points)
     for s in cb.statuses.values():
         summary[s if s in ("ok", "diverged", "error") else "error"] += 1
     summary["done"], summary["retries"] = summary["ok"], summary["retries"] + cb.retries
     summary["failed"] = summary["diverged"] + summary["error"] + summary["lost"]
+
+
+def _first_line(error) -> str:
+    """The first line of a trial's last error, without Tune's 'Failure # n (occurred at ...)' headers."""
+    last = str(error or "unknown error").rsplit("Failure # ", 1)[-1].splitlines()
+    lines = [ln.strip() for ln in last[1:] if ln.strip()] or [ln.strip() for ln in last if ln.strip()]
+    return (lines[0] if lines else "unknown error")[:500]
+
+
+def _worker_died(line: str) -> str | None:
+    """`Type: message` for `sweep status` when the error says Ray killed the trial's worker, else None
+    (an exception in the trial itself was recorded there, with its own type)."""
+    if "running low on memory" in line:
+        return line if line.startswith("OutOfMemoryError") else f"OutOfMemoryError: {line}"
+    if "actor died" in line.lower() or "worker process has died" in line.lower():
+        return f"WorkerDied: {line}"
+    return None
 
 
 def _cluster_cpus() -> float:
