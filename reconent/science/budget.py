@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from reconent.errors import UserError
+
 # One epoch of the paper's training set (60,000 MNIST images) at batch 64, the paper's decoder budget; the same
 # number of steps on every dataset, so a small split is cycled in reshuffled passes.
 DEFAULT_STEPS = 938
@@ -22,15 +24,15 @@ def steps_per_pass(n_train: int, batch_size: int) -> int:
 def resolve_steps(steps: int | None, epochs: int | None, n_train: int, batch_size: int) -> int:
     """The budget in steps: `steps`, or `epochs` passes, or DEFAULT_STEPS when neither is given."""
     if steps is not None and epochs is not None:
-        raise ValueError(f"give the decoder budget as steps or as epochs, not both (got steps={steps}, "
+        raise UserError(f"give the decoder budget as steps or as epochs, not both (got steps={steps}, "
                          f"epochs={epochs})")
     if steps is not None:
         if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+            raise UserError(f"steps must be >= 1, got {steps}")
         return int(steps)
     if epochs is not None:
         if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+            raise UserError(f"epochs must be >= 1, got {epochs}")
         return int(epochs) * steps_per_pass(n_train, batch_size)
     return DEFAULT_STEPS
 
@@ -54,9 +56,9 @@ def parse_checkpoints(value, steps: int | None = None) -> list[int] | str:
     try:
         ks = sorted({int(str(k).strip()) for k in parts})
     except ValueError:
-        raise ValueError(f"checkpoints is 'auto', 'none' or steps such as '58,234,938', got {value!r}") from None
+        raise UserError(f"checkpoints is 'auto', 'none' or steps such as '58,234,938', got {value!r}") from None
     if ks[0] < 1 or (steps is not None and ks[-1] > steps):
-        raise ValueError(f"checkpoints must lie in 1..{steps if steps is not None else 'steps'}, got {value!r}")
+        raise UserError(f"checkpoints must lie in 1..{steps if steps is not None else 'steps'}, got {value!r}")
     if steps is None:
         return ks
     return sorted(set(ks) | {steps})
