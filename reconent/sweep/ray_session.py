@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from ..errors import UserError
+
 # Quiet, self-contained local Ray: no auth token prompts, no usage-stats, no per-trial JSON/CSV/
 # TensorBoard loggers (we store our own Parquet; they cost ~25 ms of file I/O per point), and the
 # legacy output engine, whose verbose=0 is really silent (the new one still prints a table).
@@ -152,6 +154,6 @@ def slots(cpu: float, gpu: float, local: bool) -> int | None:
     have = ray.cluster_resources()
     # Nothing can join a local Ray later: a trial that does not fit would wait forever.
     if cpu > have.get("CPU", 0) or gpu > have.get("GPU", 0):
-        raise ValueError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
+        raise UserError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
                          f"(cpu {have.get('CPU', 0):g}, gpu {have.get('GPU', 0):g})")
     return int(min(have["CPU"] // cpu, have.get("GPU", 0) // gpu if gpu else float("inf")))

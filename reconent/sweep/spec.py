@@ -31,6 +31,7 @@ from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, 
                       field_validator, model_validator)
 
 from reconent import __version__
+from reconent.errors import UserError
 
 from . import columns
 from .columns import AXES, hash_json, point_id  # noqa: F401 -- point_id re-exported
@@ -46,7 +47,7 @@ META_KEYS = ("reconent_version", "spec_hash", "n_points")
 STORAGE_TIMEOUT = 10.0  # seconds: S3 connect/request timeouts (2 attempts), GCS retry limit
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A bad sweep spec. `str(e)` is one line: `<field path>: <what is wrong and what is allowed>`."""
 
     def __init__(self, msg: str, field: str = "", file: str = ""):

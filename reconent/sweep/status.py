@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
 from .columns import point_id
 from .run import absolute_uri
 
@@ -12,7 +13,7 @@ def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
     s = str(name_or_uri).rstrip("/")
     if "://" in s or "/" in s or Path(s).is_dir():
         if storage is not None:
-            raise ValueError("give either a sweep URI or a sweep name with --storage, not both")
+            raise UserError("give either a sweep URI or a sweep name with --storage, not both")
         root, _, name = s.rpartition("/")
         return absolute_uri(root or "."), name
     from .spec import Spec
@@ -35,7 +36,7 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
     store = Store(root, name)
     saved = store.load_spec()
     if saved is None:
-        raise ValueError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
+        raise UserError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
     spec = load_spec(saved, storage_override=root, check_storage=False)
     points = spec.points()
     out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
