@@ -6,6 +6,7 @@ started by PID (conftest.Procs); none calls `ray stop`, which would kill other p
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from importlib.util import find_spec
@@ -56,6 +57,24 @@ def point_ids(spec_path: Path, kind: str) -> set[str]:
 
 
 # ---------------------------------------------------------------- no Ray
+def test_sweep_status_runs_without_ray_or_optuna(tmp_path):
+    """`sweep status` (and its URI helpers) import neither Ray nor Optuna, checked in a fresh interpreter
+    that imports the module and reads a stored sweep with it."""
+    from reconent.sweep.spec import load_spec
+    from reconent.sweep.store import Store
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", "st", tmp_path / "store",
+                                {"sigma_w2": [1.0, 2.0], "sigma_b2": [0.05], "depth": [2], "seed": [0]}))
+    Store(str(tmp_path / "store"), "st").save_spec(spec.resolved())
+    script = ("import json, sys\n"
+              "from reconent.sweep.status import status\n"
+              "imported = [m for m in ('ray', 'optuna') if m in sys.modules]\n"
+              f"s = status({str(tmp_path / 'store' / 'st')!r})\n"
+              "print(json.dumps([imported, [m for m in ('ray', 'optuna') if m in sys.modules], s['left']]))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [[], [], 2]
+
+
 def test_run_point_row_and_science_errors_are_data():
     base = {"sweep": "s", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh", "width": None,
             "channels": None, "depth": 2, "sigma_w2": 1.76, "sigma_b2": 0.05, "seed": 0, **TINY}

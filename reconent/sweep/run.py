@@ -11,20 +11,20 @@ Failures are split on purpose:
 - the environment failing (a dead worker or node, unwritable storage, out of memory, a dataset
   missing on a worker) fails the trial, and Tune retries it up to `spec.max_failures` times
   (FailureConfig); no part is left, so the next run computes it (`trial.environmental`).
-`guard.guarded` wraps `run`: the dataset check, the sweep's lease, and `compact=True`.
+`run` is the one entry point: it checks the inputs (the spec, the datasets) before anything is
+written, holds the sweep's lease (one driver per sweep and storage), computes, and compacts when asked.
 """
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from .columns import point_id
-from .guard import guarded
 from .ray_session import RaySession, fit, slots
 from .search.boundary import BoundaryStrategy
 from .trainables import point_trainable
 from .trial import versions
+from .uri import absolute_uri
 
 
 def resolve_spec(spec, storage, check_storage: bool = True):
@@ -38,37 +38,47 @@ def resolve_spec(spec, storage, check_storage: bool = True):
     return load_spec(spec, storage_override=storage, check_storage=check_storage)
 
 
-def is_local(uri: str) -> bool:
-    """A plain path or a file:// URI (not s3://, gs://, ...)."""
-    return "://" not in str(uri) or str(uri).startswith("file://")
-
-
-def absolute_uri(uri):
-    """Trials run with another working directory (and on other nodes): local paths must be absolute."""
-    if uri is None or not is_local(uri):
-        return uri
-    return str(Path(str(uri).removeprefix("file://")).expanduser().resolve())
-
-
-@guarded  # pre-flight checks, one driver per sweep (the lease), opt-in compaction (compact=True)
 def run(spec, address: str | None = None, storage: str | None = None, progress: bool = True,
-        retry_errors: bool = False) -> dict:
+        retry_errors: bool = False, compact: bool = False, check_data: bool = True) -> dict:
     """Run every point of `spec` (a path or a Spec) that has no valid part yet; returns a summary.
 
     Trials write their parts themselves: on a multi-machine cluster the storage must be shared
     (s3://, gs://, or a network file system mounted at the same path everywhere).
-    Validation comes first, so a bad spec writes nothing. Summary keys: sweep, storage, points,
-    skipped (had a valid part), ran (trials started), done (= ok), failed (= diverged + error +
-    lost, where lost means no part even after `max_failures` retries), retries (infrastructure
-    failures Tune recovered from), seconds. A boundary search (train.points.boundary) runs after the
-    grid's points, and adds its trainings to these counts and its per-column result under `search`.
+    Validation comes first, so a bad spec writes nothing; so does a dataset missing from `data_root`
+    (DatasetNotFound, exit 2) unless `check_data=False` (a driver that does not hold the data its
+    workers have: a trial that finds it missing fails, is retried, and leaves no result). A second
+    driver of the same sweep and storage refuses (LeaseHeld, exit 2). `compact=True` merges the
+    parts at the end (summary key `compacted`).
+
+    Summary keys: sweep, storage, points, skipped (had a valid part), ran (trials started), done
+    (= ok), failed (= diverged + error + lost, where lost means no part even after `max_failures`
+    retries), retries (infrastructure failures Tune recovered from), seconds. A boundary search
+    (train.points.boundary) runs after the grid's points, and adds its trainings to these counts and
+    its per-column result under `search`.
     """
+    from .lease import Lease
+    from .preflight import check_datasets
     from .store import Store
 
-    t0 = time.perf_counter()
     spec = resolve_spec(spec, storage)
-    storage_uri = absolute_uri(spec.storage)
-    store = Store(storage_uri, spec.name)
+    if check_data:
+        check_datasets(spec)
+    store = Store(absolute_uri(spec.storage), spec.name)
+    with Lease(store):
+        t0 = time.perf_counter()
+        summary = _sweep(spec, store, absolute_uri(spec.storage), address, progress, retry_errors)
+        summary["seconds"] = time.perf_counter() - t0
+        if compact:
+            summary["compacted"] = [store.compact(kind) for kind in store.kinds()]
+            for c in summary["compacted"]:
+                print(f"reconent: compacted {c['kind']}: {c['files_before']} files -> {c['files_after']}",
+                      file=sys.stderr)
+    return summary
+
+
+def _sweep(spec, store, storage_uri: str, address: str | None, progress: bool, retry_errors: bool) -> dict:
+    """What `run` computes once the inputs are checked and the lease is held: the points without a
+    valid part, then the boundary search if the spec has one."""
     points = spec.points()
     redo = ("error",) if retry_errors else ()  # --retry-errors: stored 'error' rows are computed again
     done = {kind: store.done_ids(kind, exclude=redo) for kind in {p["kind"] for p in points}}
@@ -110,7 +120,6 @@ def run(spec, address: str | None = None, storage: str | None = None, progress: 
             summary["search"] = {"strategy": "boundary", "budget": spec.boundary.budget,
                                  "trainings": strategy.search.used(), "stored_at_start": strategy.stored,
                                  "columns": strategy.summary()}
-    summary["seconds"] = time.perf_counter() - t0
     return summary
 
 

@@ -35,6 +35,7 @@ from reconent.errors import UserError
 
 from . import columns
 from .columns import AXES, hash_json, point_id  # noqa: F401 -- point_id re-exported
+from .uri import is_local, local_path
 
 _TYPES = {c.name: c.type for c in columns.COORDS}
 
@@ -623,8 +624,8 @@ def check_storage(uri: str) -> None:
     """Local: the folder (or its nearest existing parent) must be a writable directory.
     s3/gs: the filesystem must build (credentials, region) and the root must be listable."""
     fix = "fix the path or its permissions, or pass --storage PATH_OR_URI"
-    if "://" not in uri or uri.startswith("file://"):
-        p = Path(uri.removeprefix("file://")).expanduser().absolute()
+    if is_local(uri):
+        p = local_path(uri).absolute()
         probe = p
         while not probe.exists():
             if probe.parent == probe:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .columns import point_id
-from .run import absolute_uri
+from .uri import absolute_uri, split_sweep
 
 
 def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
@@ -14,8 +14,7 @@ def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
     if "://" in s or "/" in s or Path(s).is_dir():
         if storage is not None:
             raise UserError("give either a sweep URI or a sweep name with --storage, not both")
-        root, _, name = s.rpartition("/")
-        return absolute_uri(root or "."), name
+        return split_sweep(s)
     from .spec import Spec
 
     return absolute_uri(storage or Spec.model_fields["storage"].default), s

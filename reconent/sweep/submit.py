@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from .ray_session import RAY_ENV, ray_env
-from .run import is_local, resolve_spec
+from .spec import load_spec
 from .trial import versions
+from .uri import is_local, local_path
 
 JOB_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".pytest_cache", "results", "**/*.parquet", ".venv",
                 "venv", "build", "dist"]
@@ -31,8 +32,8 @@ def submit(spec_path, address: str, storage: str | None = None) -> str:
     if not str(address).startswith(("http://", "https://")):
         raise UserError(f"--address must be the Ray dashboard URL http://HEAD:8265, got {address!r}")
     # Validate here (a bad spec is not worth a job), but the storage is the cluster's, not ours to probe.
-    target = resolve_spec(spec_path, storage, check_storage=False).storage
-    if is_local(target) and not Path(target.removeprefix("file://")).is_absolute():
+    target = load_spec(spec_path, storage_override=storage, check_storage=False).storage
+    if is_local(target) and not local_path(target).is_absolute():
         raise UserError(f"storage {target!r} is relative, so it would land in the job's temporary working_dir; "
                          "pass --storage with an absolute path on the cluster or an s3:// / gs:// URI")
     name = f".reconent-submitted-{Path(spec_path).name}"
