@@ -83,4 +83,6 @@ def cmd_status(a) -> None:
         f"({o['diverged']} diverged, {o['error']} error), {o['left']} left"
         + (f" ({o['environment']} after environmental failures: "
            + ", ".join(f"{n} {t}" for t, n in sorted(o["environment_errors"].items())) + ")"
-           if o["environment"] else "")))
+           if o["environment"] else "")
+        + (f"; boundary search: {o['search']['trainings']} of {o['search']['budget']} trainings, at most "
+           f"{o['search']['left_at_most']} more" if o.get("search") else "")))

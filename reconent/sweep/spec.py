@@ -100,7 +100,7 @@ def _axis(t):  # a list of values or a range; tags in <> are dropped from error 
 
 class Grid(Strict):
     sigma_w2: _axis(float)
-    depth: _axis(int)
+    depth: _axis(int) | None = None  # required unless a boundary search without probes sets its own depths
     sigma_b2: _axis(float) = [0.05]
     seed: _axis(int) = [0]
     width: _axis(int) | None = None  # mlp hidden width; None = the input size
@@ -330,6 +330,9 @@ class Spec(Strict):
         if self.device == "cuda" and self.resources.gpu == 0:
             raise SpecError("'cuda' needs resources.gpu > 0 (Ray hides GPUs from trials that did not ask for one); "
                             "or use device: auto", "device")
+        if self.grid.depth is None and (self.probe.enabled or self.boundary is None):
+            raise SpecError("required field is missing (only a boundary search without probes, which trains at "
+                            "train.points.boundary.depth, leaves it out)", "grid.depth")
         self._train_mask()  # checks the selection against the grid
         if self.boundary is not None:
             self._check_boundary()
@@ -435,6 +438,12 @@ class Spec(Strict):
                 seen.add(key)
                 out.append(col)
         return out
+
+    def boundary_points(self) -> list[dict]:
+        """Every training point a boundary search may propose: its columns × the depth range × the seeds."""
+        b = self.boundary
+        return [self.train_point({**col, "depth": d, "seed": s}) for col in self.boundary_columns()
+                for d in range(b.depth.min, b.depth.max + 1) for s in self.axes()["seed"]]
 
     def _check_boundary(self) -> None:
         b, where = self.boundary, "train.points.boundary"

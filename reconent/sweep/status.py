@@ -27,6 +27,9 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
     --retry-errors` recomputes the errors); `environment` counts the points left whose last trial
     failed for an environmental reason (out of memory, I/O, missing data, network: no row, the next
     run computes them), and `environment_errors` those by exception type.
+    A boundary search (train.points.boundary) adds the trainings it stored to these counts, and
+    `search`: its budget, the trainings stored and the most it may still run (it stops earlier once
+    every column is resolved).
     Read-only: a corrupt part counts as left here (the next run quarantines and recomputes it)."""
     from .spec import load_spec
     from .store import Store
@@ -38,6 +41,11 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
         raise UserError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
     spec = load_spec(saved, storage_override=root, check_storage=False)
     points = spec.points()
+    if spec.boundary is not None:  # the search's trainings so far: its candidates that have a row
+        candidates = {point_id(p): p for p in spec.boundary_points()}
+        rows = store.read("train")
+        ran = sorted(set(rows["point_id"]) & candidates.keys()) if len(rows) else []
+        points += [candidates[pid] for pid in ran]
     out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
            "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0, "environment": 0, "environment_errors": {}}
     for kind in sorted({p["kind"] for p in points}):
@@ -54,4 +62,7 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
                     typ = env[pid].split(":", 1)[0]
                     out["environment_errors"][typ] = out["environment_errors"].get(typ, 0) + 1
     out["done"], out["failed"] = out["ok"], out["diverged"] + out["error"]
+    if spec.boundary is not None:
+        out["search"] = {"strategy": "boundary", "budget": spec.boundary.budget, "trainings": len(ran),
+                         "left_at_most": max(0, spec.boundary.budget - len(ran))}
     return out
