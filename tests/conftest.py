@@ -133,9 +133,13 @@ class LoopbackCluster:
         argv = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={cpus}",
                 f"--temp-dir={procs.tmp}", "--node-ip-address=127.0.0.1"]
         if dashboard:
-            self.dashboard = f"http://127.0.0.1:{free_port()}"
+            self.dashboard, self.agent_port = f"http://127.0.0.1:{free_port()}", free_port()
+            # the agent's ports too: their defaults (52365, ...) may belong to another Ray on this machine,
+            # and then the Jobs API answers "No available agent to submit job"
             argv += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                     f"--dashboard-port={self.dashboard.rsplit(':', 1)[1]}"]
+                     f"--dashboard-port={self.dashboard.rsplit(':', 1)[1]}",
+                     f"--dashboard-agent-listen-port={self.agent_port}", f"--dashboard-agent-grpc-port={free_port()}",
+                     f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
         else:
             argv += ["--include-dashboard=false"]
         self.head = procs.start(argv, "head.log", **env)
@@ -151,7 +155,8 @@ class LoopbackCluster:
         return w
 
     def alive_nodes(self) -> int:
-        out = subprocess.run([str(BIN / "ray"), "status", f"--address={self.address}"], env=self.procs.env,
+        out = subprocess.run([str(BIN / "ray"), "status", f"--address={self.address}"],
+                             env={**self.procs.env, **self.env},  # the cluster's auth settings, if any
                              capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             return 0

@@ -122,3 +122,41 @@ def test_console_script_quick_exit_flushes_output_and_keeps_the_exit_code(tmp_pa
     assert o["layers"] == 3 and len(o["relative_entropy_median"]) == 3 and png.stat().st_size > 1000
     bad = subprocess.run([exe, "probe", "--eval-depths", "some"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("reconent: error:") and not bad.stdout
+
+
+def test_bad_input_from_below_the_cli_is_one_line_and_exit_2(capsys, tmp_path):
+    """Checks that live in the library (a size setting the architecture does not have, a sweep that is not
+    there) raise reconent.errors.UserError: one line, exit 2."""
+    for argv, word in ((["probe", *FAST, "--arch", "mlp", "--channels", "4"], "channels does not apply"),
+                       (["sweep", "status", str(tmp_path / "nowhere")], "no sweep"),
+                       (["compact", str(tmp_path / "nowhere")], "no sweep")):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and not out and err.startswith("reconent: error:") and err.count("\n") == 1, (argv, err)
+        assert word in err
+
+
+def test_an_unexpected_error_is_not_passed_off_as_bad_input(monkeypatch, capsys):
+    """A ValueError that is nobody's input (here one as pandas raises it) propagates: the console script
+    then prints its traceback and exits 1, instead of one line that blames the user's input."""
+    import reconent.sweep.status
+
+    def bug(*a, **k):
+        raise ValueError("cannot reindex on an axis with duplicate labels")
+
+    monkeypatch.setattr(reconent.sweep.status, "status", bug)
+    with pytest.raises(ValueError, match="duplicate labels"):
+        main(["sweep", "status", "anything", "--storage", "nowhere"])
+    assert "reconent: error" not in capsys.readouterr().err
+
+
+def test_console_script_shows_the_traceback_of_an_unexpected_error(tmp_path):
+    """The script, end to end: a sweep that is not there is bad input (exit 2, one line); a store that
+    cannot read its own spec (a folder where the file should be) is the environment (traceback, exit 1)."""
+    code = subprocess.run([sys.executable, "-m", "reconent.cli", "sweep", "status", str(tmp_path / "no")],
+                          capture_output=True, text=True)
+    assert code.returncode == 2 and "Traceback" not in code.stderr and code.stderr.count("\n") == 1
+    (tmp_path / "sw" / "specs").mkdir(parents=True)
+    (tmp_path / "sw" / "specs" / "spec.yaml").mkdir()  # the store cannot read its own spec: not the user's input
+    code = subprocess.run([sys.executable, "-m", "reconent.cli", "sweep", "status", str(tmp_path / "sw")],
+                          capture_output=True, text=True)
+    assert code.returncode == 1 and "Traceback (most recent call last)" in code.stderr, code.stderr

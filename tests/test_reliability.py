@@ -115,8 +115,8 @@ def test_run_point_raises_a_missing_dataset_and_keeps_science_errors_as_rows(tmp
 
 @pytest.mark.slow
 def test_dataset_missing_on_the_workers_leaves_no_part_and_the_next_run_computes_it(tmp_path):
-    """A cluster whose driver passed the check but whose workers lack the data: `run` without its
-    driver-side guard (`__wrapped__`) is exactly what the trials then see."""
+    """A cluster whose workers lack the data: `run` without the driver's dataset check
+    (`check_data=False`, a driver that does not hold the data) is exactly what the trials then see."""
     from reconent.sweep.run import run
     from reconent.sweep.status import status
 
@@ -124,7 +124,7 @@ def test_dataset_missing_on_the_workers_leaves_no_part_and_the_next_run_computes
     data.mkdir()
     spec = write_spec(tmp_path / "s.yaml", store, {"sigma_w2": [1.0], "depth": [2]}, dataset="mnist",
                       data_root=str(data))
-    s = run.__wrapped__(load_spec(spec), progress=False)
+    s = run(load_spec(spec), progress=False, check_data=False)
     assert (s["ran"], s["lost"], s["error"]) == (1, 1, 0) and s["retries"] >= 1  # retried, then given up
     assert files(store / "rel" / "probe") == []  # nothing that counts as done
     st = status(str(store / "rel"))
@@ -467,3 +467,48 @@ def test_private_local_ray_listens_on_loopback_only(procs):
     node, listening = json.loads(out.strip().splitlines()[-1])
     assert node == "127.0.0.1"
     assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in listening), listening
+
+
+# ---------------------------------------------------------------- 6. Ray's memory monitor
+# A threshold of 5% of the machine's memory: the monitor kills every trial worker it sees (it looks every
+# 250 ms). Looking every 4 s instead, most workers start before it looks, so kills land in running tasks.
+MEMORY_KILLS = {"RAY_memory_usage_threshold": "0.05"}
+IN_RUNNING_TASKS = {**MEMORY_KILLS, "RAY_memory_monitor_refresh_ms": "4000"}
+
+
+@pytest.mark.slow
+def test_tune_survives_a_worker_killed_by_the_memory_monitor_while_its_task_runs(procs):
+    """Ray reports such a kill as OutOfMemoryError on the task; Tune's actor manager raised it out of
+    tuner.fit() ('Caught unexpected exception'), ending the sweep. With survive_memory_kills it is the
+    dead actor Tune retries. The unpatched run shows the Ray behaviour the patch exists for."""
+    script = [sys.executable, str(ROOT / "tests" / "ray_memory_kill.py")]
+    code, out = procs.run(script, "plain.log", timeout=300, **IN_RUNNING_TASKS)
+    assert code != 0 and "RuntimeError: Caught unexpected exception: 1 worker(s) were killed" in out, out[-3000:]
+    code, out = procs.run([*script, "patched"], "patched.log", timeout=300, **IN_RUNNING_TASKS)
+    assert code == 0, out[-3000:]
+    last = json.loads(out.strip().splitlines()[-1])[-1]
+    assert last["task"].startswith("RayActorError: OutOfMemoryError: 1 worker(s) were killed"), last
+    assert last["actor"] == last["task"]
+
+
+@pytest.mark.slow
+def test_memory_kills_are_retried_then_lost_and_a_rerun_computes_the_point(tmp_path, procs):
+    """`sweep run` under a memory monitor that kills every trial: no traceback out of tuner.fit, each
+    trial retried `max_failures` times, the point lost (exit 1), nothing stored, `status` names the
+    memory kill; without the pressure the same command computes the point."""
+    store = tmp_path / "store"
+    spec = write_spec(tmp_path / "s.yaml", store, {"sigma_w2": [1.0], "depth": [2]}, max_failures=1)
+    argv = [sys.executable, "-m", "reconent.cli", "sweep", "run", str(spec), "--json"]
+    code, out = procs.run(argv, "oom.log", timeout=300, **MEMORY_KILLS)
+    assert code == 1, out[-3000:]
+    assert "Caught unexpected exception" not in out and "reconent: trial failed after retries: " in out
+    s = json.loads(next(ln for ln in reversed(out.splitlines()) if ln.startswith('{"sweep"')))
+    assert (s["ran"], s["lost"], s["ok"], s["error"], s["retries"]) == (1, 1, 0, 0, 1), s
+    assert files(store / "rel" / "probe") == []
+    from reconent.sweep.status import status
+
+    st = status(str(store / "rel"))
+    assert (st["left"], st["environment"], st["environment_errors"]) == (1, 1, {"OutOfMemoryError": 1}), st
+    code, out = procs.run(argv, "rerun.log", timeout=300)
+    assert code == 0, out[-3000:]
+    assert len(files(store / "rel" / "probe", "part-")) == 1

@@ -133,11 +133,11 @@ def test_storage_checks_write_nothing(base, tmp_path, monkeypatch):
     blocker = tmp_path / "afile"
     blocker.write_text("x")
     with pytest.raises(SpecError, match=r"^storage: .*not a directory"):
-        load_spec(_with(base, "storage", str(blocker / "results")))
+        load_spec(_with(base, "storage", str(blocker / "results")), check_storage=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
     # An s3 URI that cannot work fails fast and names the storage (no network needed).
     with pytest.raises(SpecError, match=r"^storage: cannot reach 's3://bucket/x\?bogus=1'"):
-        load_spec(_with(base, "storage", "s3://bucket/x?bogus=1"))
+        load_spec(_with(base, "storage", "s3://bucket/x?bogus=1"), check_storage=True)
     # A reachable bucket (a stand-in filesystem) passes.
     import pyarrow.fs as pafs
 
@@ -148,17 +148,18 @@ def test_storage_checks_write_nothing(base, tmp_path, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(pafs, "FileSystem", FakeFS)
-        assert load_spec(_with(base, "storage", "gs://bucket/reconent")).storage == "gs://bucket/reconent"
+        assert load_spec(_with(base, "storage", "gs://bucket/reconent"), check_storage=True).storage == "gs://bucket/reconent"
     # An endpoint that refuses connections is a SpecError on storage (pyarrow's timeouts bound the wait),
-    # also when it comes from AWS_ENDPOINT_URL; check_storage=False skips the check.
-    monkeypatch.setattr(S, "STORAGE_TIMEOUT", 2.0)
+    # also when it comes from AWS_ENDPOINT_URL; without check_storage (the default: validation does no I/O)
+    # nothing is contacted.
+    monkeypatch.setattr(S.storage, "STORAGE_TIMEOUT", 2.0)
     dead = "s3://bucket/x?endpoint_override=127.0.0.1:1&scheme=http"
     with pytest.raises(SpecError, match=r"^storage: cannot reach 's3://bucket/x\?endpoint_override=127.0.0.1:1"):
-        load_spec(_with(base, "storage", dead))
+        load_spec(_with(base, "storage", dead), check_storage=True)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     with pytest.raises(SpecError, match=r"^storage: cannot reach 's3://bucket/x': .*127.0.0.1"):
-        load_spec(_with(base, "storage", "s3://bucket/x"))
-    assert load_spec(_with(base, "storage", dead), check_storage=False).storage == dead
+        load_spec(_with(base, "storage", "s3://bucket/x"), check_storage=True)
+    assert load_spec(_with(base, "storage", dead)).storage == dead
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 

@@ -6,6 +6,7 @@ started by PID (conftest.Procs); none calls `ray stop`, which would kill other p
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from importlib.util import find_spec
@@ -56,6 +57,24 @@ def point_ids(spec_path: Path, kind: str) -> set[str]:
 
 
 # ---------------------------------------------------------------- no Ray
+def test_sweep_status_runs_without_ray_or_optuna(tmp_path):
+    """`sweep status` (and its URI helpers) import neither Ray nor Optuna, checked in a fresh interpreter
+    that imports the module and reads a stored sweep with it."""
+    from reconent.sweep.spec import load_spec
+    from reconent.sweep.store import Store
+
+    spec = load_spec(write_spec(tmp_path / "s.yaml", "st", tmp_path / "store",
+                                {"sigma_w2": [1.0, 2.0], "sigma_b2": [0.05], "depth": [2], "seed": [0]}))
+    Store(str(tmp_path / "store"), "st").save_spec(spec.resolved())
+    script = ("import json, sys\n"
+              "from reconent.sweep.status import status\n"
+              "imported = [m for m in ('ray', 'optuna') if m in sys.modules]\n"
+              f"s = status({str(tmp_path / 'store' / 'st')!r})\n"
+              "print(json.dumps([imported, [m for m in ('ray', 'optuna') if m in sys.modules], s['left']]))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [[], [], 2]
+
+
 def test_run_point_row_and_science_errors_are_data():
     base = {"sweep": "s", "kind": "probe", "dataset": "mnist5k", "arch": "mlp", "activation": "tanh", "width": None,
             "channels": None, "depth": 2, "sigma_w2": 1.76, "sigma_b2": 0.05, "seed": 0, **TINY}
@@ -309,3 +328,25 @@ def test_bench_sweep_accounts_a_known_compute():
     o = bench_sweep(n=4, num_cpus=2, sleep=0.5)["sleep"]
     assert o["compute_seconds"] == pytest.approx(2.0, rel=0.1)
     assert o["wall_seconds"] >= 1.0 and 0 <= o["overhead_per_point"] < 5
+
+
+# ---------------------------------------------------------------- the boundary search in status
+@pytest.mark.slow
+def test_search_without_probes_needs_no_grid_depth_and_status_counts_its_trainings(tmp_path, capsys):
+    """A boundary search without probes takes its depths from train.points.boundary.depth alone (a grid
+    without `depth`), and `sweep status` counts the trainings the search stored, as `sweep run` does."""
+    spec = {"name": "bs", "dataset": "mnist5k", "arch": "mlp", "storage": str(tmp_path / "store"), "device": "cpu",
+            "resources": {"cpu": 1, "gpu": 0}, "grid": {"sigma_w2": [0.3, 1.76], "width": [16]},
+            "probe": {"enabled": False},
+            "train": {"points": {"boundary": {"budget": 3, "depth": {"min": 1, "max": 6}}}, "epochs": 1,
+                      "threshold": 0.3, "lr": 0.05, "batch_size": 32, "train_samples": 256}}
+    (tmp_path / "bs.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["sweep", "run", str(tmp_path / "bs.yaml"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    n = s["search"]["trainings"]
+    assert 2 <= n <= 3 and s["points"] == n and s["ok"] + s["diverged"] + s["error"] == n
+    assert main(["sweep", "status", str(tmp_path / "store" / "bs"), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert (st["points"], st["done"] + st["failed"], st["left"]) == (n, n, 0), st
+    assert st["search"] == {"strategy": "boundary", "budget": 3, "trainings": n, "left_at_most": 3 - n}
+    assert len(list((tmp_path / "store" / "bs" / "train").glob("part-*.parquet"))) == n

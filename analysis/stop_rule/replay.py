@@ -1,5 +1,5 @@
 """Replay a stop rule offline over stored full-budget accuracy curves: which verdicts it would flip, and how
-many epochs it would save (issue 17; the rule is reconent.science.train.Extrapolate, docs/budgets.md).
+many epochs it would save (issue 17; the rule is reconent.science.budget.Extrapolate, docs/budgets.md).
 
 One command, on any directory of training results (a storage root with sweeps under it, or one sweep):
 
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from reconent.analysis.boundary import KEYS, true_boundary
-from reconent.science.train import Extrapolate, replay
+from reconent.science.budget import Extrapolate, replay
 from reconent.sweep import results
 
 FAR_LAYERS, FAR_FRACTION = 2, 0.10  # a flip further below the boundary than max(2, 10%) layers is "far"

@@ -2,7 +2,8 @@
 
 Other tools script it: keep flag and JSON key names stable. Each command group is one module
 here (`COMMANDS`, in help order) with `register(sub)`, which adds its argparse sub-commands;
-each command is a `cmd_*` function. Bad input raises `UsageError` (one line, exit 2).
+each command is a `cmd_*` function. Bad input raises `UsageError` or another `reconent.errors.UserError`
+(one line, exit 2); any other exception is a bug or a failing environment and shows its traceback (exit 1).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import json
 import os
 import sys
 
+from reconent.errors import UserError
+
 # The command modules, in the order `reconent --help` lists them; each has `register(sub)`.
 COMMANDS = ("probe", "bench", "report", "sweep", "compact", "explain")
 # Commands that hold nothing but memory when they return (no Ray, no open files, no threads): the
@@ -19,8 +22,19 @@ COMMANDS = ("probe", "bench", "report", "sweep", "compact", "explain")
 QUICK_EXIT = ("probe", "theory")
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """Bad user input: printed as one line `reconent: error: ...`, exit code 2."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that are the user's to fix (one line, exit 2): `UserError`, and those that layers
+    below declare on their own (each a ValueError or FileNotFoundError with a one-line message)."""
+    from reconent.analysis.frames import AnalysisError
+    from reconent.science.data import DatasetNotFound
+    from reconent.sweep.lease import LeaseHeld
+    from reconent.sweep.results import NoResults
+
+    return UserError, DatasetNotFound, NoResults, LeaseHeld, AnalysisError
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,15 +79,12 @@ def parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reconent.science.data import DatasetNotFound
-
     try:
         args = parser().parse_args(argv)
         args.func(args)
-    except (UsageError, DatasetNotFound) as e:
-        print(f"reconent: error: {e}".replace("\n", " "), file=sys.stderr)
-        return 2
-    except ValueError as e:  # raised by the library on impossible settings
+    except Exception as e:  # noqa: BLE001 -- only the user's errors are caught; the rest is re-raised
+        if not isinstance(e, user_errors()):
+            raise  # a bug or a failing environment: its traceback, exit 1
         print(f"reconent: error: {e}".replace("\n", " "), file=sys.stderr)
         return 2
     return 0

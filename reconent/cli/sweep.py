@@ -21,6 +21,8 @@ def register(sub) -> None:
     s.add_argument("spec")
     s.add_argument("--address", required=True, help="the Ray dashboard URL, http://HEAD:8265")
     s.add_argument("--storage", default=None, help="storage as seen from the cluster (absolute path, s3://, gs://)")
+    s.add_argument("--follow", action="store_true",
+                   help="stream the job's logs until it ends, and exit with its status (0 if it succeeded, else 1)")
     s.set_defaults(func=cmd_submit)
     st = sw.add_parser("status", help="points done, failed and left")
     st.add_argument("sweep", metavar="NAME|URI", help="a sweep name (with --storage) or the URI of its folder")
@@ -56,11 +58,21 @@ def _search_text(s: dict | None) -> str:
 
 
 def cmd_submit(a) -> None:
-    from reconent.sweep.submit import submit
+    import sys
+
+    from reconent.sweep.submit import follow, submit
 
     job = submit(a.spec, a.address, a.storage)
-    print(f"submitted job {job}\n  follow: ray job logs --address {a.address} --follow {job}\n"
-          f"  status: ray job status --address {a.address} {job}")
+    if not a.follow:
+        print(f"submitted job {job}\n  follow: ray job logs --address {a.address} --follow {job}\n"
+              f"  status: ray job status --address {a.address} {job}")
+        return
+    print(f"submitted job {job}; its logs follow (stopping this command leaves the job running)", flush=True)
+    status, message = follow(a.address, job)
+    print(f"job {job} {status}" + (f": {message.strip().splitlines()[0]}" if message and status != "SUCCEEDED"
+                                   else ""), file=sys.stderr)
+    if status != "SUCCEEDED":
+        raise SystemExit(1)
 
 
 def cmd_status(a) -> None:
@@ -71,4 +83,6 @@ def cmd_status(a) -> None:
         f"({o['diverged']} diverged, {o['error']} error), {o['left']} left"
         + (f" ({o['environment']} after environmental failures: "
            + ", ".join(f"{n} {t}" for t, n in sorted(o["environment_errors"].items())) + ")"
-           if o["environment"] else "")))
+           if o["environment"] else "")
+        + (f"; boundary search: {o['search']['trainings']} of {o['search']['budget']} trainings, at most "
+           f"{o['search']['left_at_most']} more" if o.get("search") else "")))

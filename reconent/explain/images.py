@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+from reconent.errors import UserError
+
 
 def load_images(source, *, data_root=None, download: bool = False, size: int = 224, max_images: int = 264,
                 seed: int = 0) -> torch.Tensor:
@@ -35,7 +37,7 @@ def _folder_images(p: Path, size: int, max_images: int, gen) -> torch.Tensor:
     exts = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
     files = sorted(f for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
     if not files:
-        raise ValueError(f"no images ({', '.join(sorted(exts))}) found under {p}")
+        raise UserError(f"no images ({', '.join(sorted(exts))}) found under {p}")
     order = torch.randperm(len(files), generator=gen)[:max_images]
     out = []
     for i in order.tolist():
@@ -53,7 +55,7 @@ def _dataset_images(name: str, data_root, download: bool, max_images: int, gen) 
         idx = torch.randperm(len(x), generator=gen)[:max_images]
         return x[idx].float().div_(255.0)
     if name not in datasets.DATASETS:
-        raise ValueError(f"--images must be a folder, 'cifar10' or one of {', '.join(datasets.DATASETS)}; got {name!r}")
+        raise UserError(f"--images must be a folder, 'cifar10' or one of {', '.join(datasets.DATASETS)}; got {name!r}")
     d = datasets.load(name, data_root, download)
     idx = torch.randperm(len(d.train_x), generator=gen)[:max_images]
     return d.train_x[idx]

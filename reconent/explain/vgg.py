@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reconent.errors import UserError
+
 from reconent.science import models
 from reconent.science.models import FORWARD, Body, uniform_, stream
 
@@ -53,7 +55,7 @@ def load_vgg16(weights: str = "imagenet", seed: int = 0, warn=None) -> tuple[nn.
     import torchvision
 
     if weights not in ("imagenet", "random"):
-        raise ValueError(f"weights must be 'imagenet' or 'random', got {weights!r}")
+        raise UserError(f"weights must be 'imagenet' or 'random', got {weights!r}")
     if weights == "imagenet":
         try:
             m = torchvision.models.vgg16(weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
@@ -149,7 +151,7 @@ def vgg16_body(features: nn.Sequential, layers, size: int = 224, seed: int = 0) 
     layers = list(layers)
     unknown = [n for n in layers if n not in names]
     if unknown or not layers:
-        raise ValueError(f"unknown VGG16 layer(s) {unknown or layers}; choose from: {', '.join(names)}")
+        raise UserError(f"unknown VGG16 layer(s) {unknown or layers}; choose from: {', '.join(names)}")
     cuts = sorted(names.index(n) for n in set(layers))
     mods = [nn.ReLU() if isinstance(m, nn.ReLU) else m for m in features]  # no inplace: h_ℓ are kept
     blocks, start, shape = [], 0, (3, size, size)
@@ -193,13 +195,13 @@ def explain_vgg16(out_dir, *, images="mnist5k", data_root=None, download: bool =
     log = log or (lambda msg: None)
     models.device(device)  # fail before training, not after
     if eval_images < 2 or train_images < 1:
-        raise ValueError(f"need eval_images >= 2 and train_images >= 1, got {eval_images} and {train_images}")
+        raise UserError(f"need eval_images >= 2 and train_images >= 1, got {eval_images} and {train_images}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x = load_images(images, data_root=data_root, download=download, size=size, max_images=train_images + eval_images,
                     seed=seed)
     if len(x) <= eval_images:
-        raise ValueError(f"{images}: {len(x)} images, but {eval_images} are held out for evaluation; "
+        raise UserError(f"{images}: {len(x)} images, but {eval_images} are held out for evaluation; "
                          f"need at least {eval_images + 1}")
     features, got = load_vgg16(weights, seed, warn)
     body = vgg16_body(features, layers, size, seed)
@@ -235,7 +237,7 @@ def explain_vgg16(out_dir, *, images="mnist5k", data_root=None, download: bool =
         else:
             chans = [c for c in channels if 0 <= c < c_out]
             if not chans:
-                raise ValueError(f"none of channels {list(channels)} exists in {name} ({c_out} channels)")
+                raise UserError(f"none of channels {list(channels)} exists in {name} ({c_out} channels)")
         rec = channel_probe(body, decoders, shown, l, chans).numpy()  # (C, N, 3, H, W)
         panels = [[shown[i].numpy()] + [rec[j, i] for j in range(len(chans))] for i in range(len(shown))]
         titles = [["input"] + [f"{name} ch {c}" for c in chans]] + [[""] * (len(chans) + 1)] * (len(shown) - 1)

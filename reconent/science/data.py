@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from reconent.errors import UserError
+
 if TYPE_CHECKING:  # torch is imported where a dataset is built: `DATASETS` needs no torch (spec validation)
     import torch
 
@@ -97,7 +99,7 @@ def load(name: str, root: str | os.PathLike | None = None, download: bool = Fals
     cifar10_gray); ``mnist5k`` and ``white_noise`` need no files.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if name in _FILE_DATASETS:
         root_str = str(Path(root if root is not None else default_root()).expanduser().absolute())
     else:
@@ -115,7 +117,7 @@ def _build(name: str, root: str, download: bool) -> Data:
         return _torchvision_mnist(name, root, download)
     if name == "cifar10_gray":
         return _cifar10_gray(root, download)
-    raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
 _load_cached = functools.lru_cache(maxsize=8)(_build)

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reconent.errors import UserError
+
 # The blocks know nothing of the architectures built from them (science/archs imports this module, never the
 # reverse). The activations are the ones the mean-field theory declares.
 from .theory import ACTIVATIONS
@@ -46,7 +48,7 @@ def device(name: str | torch.device) -> torch.device:
     """The torch device for `name`; a clear ValueError, not a CUDA traceback, where there is no GPU."""
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(name)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
+        raise UserError(f"device {str(name)!r} was requested but torch sees no CUDA GPU; use device='cpu'")
     return dev
 
 

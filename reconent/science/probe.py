@@ -30,6 +30,8 @@ import torch
 from torch import nn
 from torch.optim.adam import adam as _adam  # Adam's functional form (_StackAdam)
 
+from reconent.errors import UserError
+
 from .budget import (DEFAULT_STEPS, checkpoints_text, default_checkpoints, parse_checkpoints,  # noqa: F401
                      resolve_steps, steps_per_pass)
 from .entropy import as_distribution, cutoff_from_normalised, differential_entropy_rows, kl, normalised
@@ -180,16 +182,16 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, steps: int
     t0 = time.perf_counter()
     device = models.device(device)
     if batch_size < 1 or lr <= 0 or per_chunk < 1:
-        raise ValueError(f"need batch_size >= 1, lr > 0, per_chunk >= 1; got {batch_size}, {lr}, {per_chunk}")
+        raise UserError(f"need batch_size >= 1, lr > 0, per_chunk >= 1; got {batch_size}, {lr}, {per_chunk}")
     if eval_depths not in EVAL_DEPTHS:  # checked before the training, not after it
-        raise ValueError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
+        raise UserError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
     if entropy_dtype not in ENTROPY_DTYPES:
-        raise ValueError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
+        raise UserError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
     gen = stream(body.seed, 0, DATA)
     train_x = _subset(train_x, train_samples, gen).reshape(-1, *body.in_shape)
     eval_x = _subset(eval_x, eval_samples, gen).reshape(-1, *body.in_shape)
     if len(train_x) == 0 or len(eval_x) < 2:
-        raise ValueError(f"need >= 1 training and >= 2 evaluation samples, got {len(train_x)} and {len(eval_x)}")
+        raise UserError(f"need >= 1 training and >= 2 evaluation samples, got {len(train_x)} and {len(eval_x)}")
     total = resolve_steps(steps, epochs, len(train_x), batch_size)
     marks = parse_checkpoints(checkpoints, total)  # ascending, the last is `total`
     body = copy.deepcopy(body).to(device).eval().requires_grad_(False)  # the caller's body stays as it was
@@ -250,7 +252,7 @@ def _subset(x: torch.Tensor, n: int | None, gen: torch.Generator) -> torch.Tenso
     if n is None or n >= len(x):
         return x
     if n < 1:
-        raise ValueError(f"sample counts must be >= 1, got {n}")
+        raise UserError(f"sample counts must be >= 1, got {n}")
     return x[torch.randperm(len(x), generator=gen)[:n]]
 
 
@@ -626,9 +628,9 @@ def _evaluate(body: Body, decoders: nn.ModuleList, x: torch.Tensor, device, n_sh
     """
     L = len(body)
     if eval_depths not in EVAL_DEPTHS:
-        raise ValueError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
+        raise UserError(f"eval_depths must be one of {EVAL_DEPTHS}, got {eval_depths!r}")
     if entropy_dtype not in ENTROPY_DTYPES:
-        raise ValueError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
+        raise UserError(f"entropy_dtype must be one of {ENTROPY_DTYPES}, got {entropy_dtype!r}")
     dtype = getattr(torch, entropy_dtype)
     decoders = decoders.to(device).eval()
     S, H = np.full((L, len(x)), np.nan), np.full(L, np.nan)

@@ -18,6 +18,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
+from reconent.errors import UserError
+
 # Probabilists' Gauss-Hermite integrates against e^{-z²/2}; dividing the weights by √(2π) makes
 # Σ w f(z) = ∫Dz f(z). N is even, so no node sits at z = 0: relu's kink is never sampled and, the
 # rule being symmetric, ∫Dz relu(z)² = ∫Dz relu'(z)² = 1/2 come out exact to rounding. The 2D grid
@@ -46,14 +48,14 @@ _CRIT_TOL = 1e-10  # |χ - 1| below this is float noise: call it critical (ξ wo
 
 def _act(activation):
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(map(repr, ACTIVATIONS))}")
+        raise UserError(f"unknown activation {activation!r}; allowed: {', '.join(map(repr, ACTIVATIONS))}")
     return ACTIVATIONS[activation]
 
 
 def _check(sigma_w2, sigma_b2, activation):
     sw, sb = float(sigma_w2), float(sigma_b2)
     if not (sw > 0 and sb >= 0 and math.isfinite(sw) and math.isfinite(sb)):
-        raise ValueError(f"need sigma_w2 > 0 and sigma_b2 >= 0, got ({sigma_w2}, {sigma_b2})")
+        raise UserError(f"need sigma_w2 > 0 and sigma_b2 >= 0, got ({sigma_w2}, {sigma_b2})")
     _act(activation)
     return sw, sb, activation
 
@@ -205,7 +207,7 @@ def critical_sigma_w2(sigma_b2, activation="tanh"):
     while f(hi) < 0:
         lo, hi = hi, 2 * hi
         if hi > 1e4:
-            raise ValueError(f"no critical sigma_w2 below 1e4 for sigma_b2={sigma_b2}")
+            raise UserError(f"no critical sigma_w2 below 1e4 for sigma_b2={sigma_b2}")
     # maxiter: at σ_b² = 0 the root sits where q* leaves 0 and χ₁ has a kink; bisection steps get there.
     return _brentq(f, lo, hi, xtol=1e-12, maxiter=500)
 

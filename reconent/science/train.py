@@ -19,78 +19,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
 
 from . import models
+from .budget import STOP_RULES, Extrapolate, replay, stop_rule  # noqa: F401 -- the rules are torch-free
 from .models import DATA, Body, Classifier, stream
-
-
-@dataclass(frozen=True)
-class Extrapolate:
-    """Stop a run whose accuracy, extrapolated optimistically, cannot pass the threshold within the budget.
-
-    After e epochs of a budget of E (checked at epoch ends only, so a replay over stored per-epoch curves is
-    exact): with b(t) the best accuracy up to epoch t and a window of w = max(`min_window`, ⌈`window`·e⌉)
-    epochs, the recent rate is r = (b(e) − b(e−w)) / w, and the optimistic bound at the budget is
-        bound = b(e) + `safety` · r · (E − e) + `margin`.
-    The run stops when bound <= threshold, but never before max(`min_epochs`, ⌈`patience`·E⌉) epochs.
-
-    Why this shape (Domhan et al. 2015 extrapolate learning curves; this is the conservative end of it):
-    learning curves are concave once they rise, so the recent rate over-estimates the future one and a
-    straight line from the best point is an upper bound; `safety` 3 covers curves that still accelerate
-    (a quadratic rise from chance has 2.5× its tangent's gain left at a quarter of the budget), `margin`
-    the epoch-to-epoch noise of the accuracy. What no extrapolation can foresee is a curve flat at chance
-    that takes off late: `patience` (a quarter of the budget) is the time such a curve gets. A flat curve
-    then stops at E/4 (75% of its epochs saved); a slow riser that passes late keeps a rate that carries it
-    over the threshold and is never stopped. analysis/stop_rule/replay.py replays the rule on stored
-    full-budget curves: the verdicts it would flip and the epochs it saves.
-    """
-    patience: float = 0.25
-    min_epochs: int = 5
-    window: float = 0.2
-    min_window: int = 3
-    safety: float = 3.0
-    margin: float = 0.02
-
-    def __call__(self, accuracy: Sequence[float], epochs: int, threshold: float) -> dict | None:
-        """The rule's numbers when it stops the run after these epochs ({"bound", "rate"}), else None."""
-        e = len(accuracy)
-        if e >= epochs or e < max(self.min_epochs, math.ceil(self.patience * epochs)):
-            return None
-        best, w = [], max(self.min_window, math.ceil(self.window * e))
-        for a in accuracy:
-            best.append(max(best[-1], a) if best else a)
-        before = best[e - 1 - w] if e > w else best[0]
-        rate = max(0.0, (best[-1] - before) / min(w, e - 1))
-        bound = best[-1] + self.safety * rate * (epochs - e) + self.margin
-        return {"bound": bound, "rate": rate} if bound <= threshold else None
-
-
-# The named stop rules of `train.stop`; the name is the rule and its constants (a new constant, a new name).
-STOP_RULES: dict[str, Callable | None] = {"none": None, "extrapolate": Extrapolate()}
-
-
-def stop_rule(name: str):
-    if name not in STOP_RULES:
-        raise ValueError(f"stop must be one of {', '.join(STOP_RULES)}, got {name!r}")
-    return STOP_RULES[name]
-
-
-def replay(accuracy: Sequence[float], epochs: int, threshold: float,
-           stop: str | Callable = "extrapolate") -> dict | None:
-    """Where the rule `stop` (a name of STOP_RULES, or a rule such as Extrapolate(patience=0.3)) would have ended
-    this per-epoch curve, trained with this budget and threshold, as train() applies it: {"epoch", "bound",
-    "rate"}, or None when it would not have (the run passed first, or the rule never fired within the curve)."""
-    rule = stop_rule(stop) if isinstance(stop, str) else stop
-    for e in range(1, len(accuracy) + 1):
-        if accuracy[e - 1] > threshold or rule is None:
-            return None
-        if (d := rule(accuracy[:e], epochs, threshold)) is not None:
-            return {"epoch": e, **d}
-    return None
 
 
 @dataclass

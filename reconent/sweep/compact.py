@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from reconent.errors import UserError
+
 from .columns import KINDS
 
 
@@ -19,7 +21,7 @@ def compact(uri: str, rows_per_file: int | None = None) -> dict:
     root, name = locate(uri, None)
     store = Store(root, name)
     if not store.kinds() and store.load_spec() is None:
-        raise ValueError(f"results: no sweep at {uri} (no parts, no specs/spec.yaml); give <storage>/<sweep name>")
+        raise UserError(f"results: no sweep at {uri} (no parts, no specs/spec.yaml); give <storage>/<sweep name>")
     t0 = time.perf_counter()
     kinds = []
     with Lease(store, what="reconent compact") as lease:

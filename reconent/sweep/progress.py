@@ -10,7 +10,7 @@ FAILED = ("error", "diverged")
 def progress_callback(total: int, enabled: bool):
     """A tune.Callback drawing points done / total, failures and ETA on stderr (tqdm), instead of
     Tune's trial table. It also keeps, for the caller: `statuses` (point_id -> status of its final
-    report), `retries`, and `times` [(perf_counter at the report, compute seconds)]."""
+    report), `retries`, `lost` [(point, error) of the trials whose retries ran out], and `times` [(perf_counter at the report, compute seconds)]."""
     from ray import tune
     from tqdm import tqdm
 
@@ -19,6 +19,7 @@ def progress_callback(total: int, enabled: bool):
             self.bar = tqdm(total=total, file=sys.stderr, disable=not enabled, unit="pt", desc="sweep",
                             dynamic_ncols=True)
             self.seen, self.failed, self.retries, self.statuses, self.times = set(), 0, 0, {}, []
+            self.lost = []
 
         def _post(self):
             self.bar.set_postfix(failed=self.failed, retries=self.retries, refresh=False)
@@ -39,6 +40,7 @@ def progress_callback(total: int, enabled: bool):
             self.bar.refresh()
 
         def on_trial_error(self, iteration, trials, trial, **info):  # retries used up: the point is lost
+            self.lost.append((trial.config.get("point"), _error_text(trial)))
             self.failed += 1
             self._post()
             self.bar.update(1)
@@ -47,3 +49,13 @@ def progress_callback(total: int, enabled: bool):
             self.bar.close()
 
     return Progress()
+
+
+def _error_text(trial) -> str | None:
+    """The trial's error file as Tune wrote it (every failure, the last at the end): the local copy,
+    written before this callback runs, else the one in Tune's storage."""
+    try:
+        with open(trial.error_file) as f:
+            return f.read()
+    except (OSError, TypeError):
+        return trial.get_error()

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from ..errors import UserError
+
 # Quiet, self-contained local Ray: no auth token prompts, no usage-stats, no per-trial JSON/CSV/
 # TensorBoard loggers (we store our own Parquet; they cost ~25 ms of file I/O per point), and the
 # legacy output engine, whose verbose=0 is really silent (the new one still prints a table).
@@ -103,6 +105,7 @@ def fit(trainable, points, ctx: dict, resources: dict, max_failures: int, progre
     from .search.grid import GridStrategy
 
     check_held()  # no new experiment for a driver that lost its sweep's lease
+    survive_memory_kills()
     strategy = GridStrategy(points) if isinstance(points, list) else points
     cb = progress_callback(total if total is not None else len(points), progress)
     scratch = tempfile.mkdtemp(prefix="reconent-tune-")
@@ -119,6 +122,31 @@ def fit(trainable, points, ctx: dict, resources: dict, max_failures: int, progre
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def survive_memory_kills() -> None:
+    """Make Tune treat a trial worker killed by Ray's memory monitor as a dead actor, which it retries.
+
+    Ray reports a kill that lands while an actor task runs as `OutOfMemoryError` on that task (a kill
+    during the actor's start arrives as its start failing, which Tune already handles). Tune's actor
+    manager (Ray 2.60) expects only `RayActorError` or `RayTaskError` from a task and raises any other
+    error out of `tuner.fit()`: one memory kill ended the whole sweep. The worker is gone either way, so
+    the error becomes the `RayActorError` Tune handles for a dead worker: the trial is retried up to
+    `max_failures` times, then lost (ray-project/ray#29736 on the two ways Ray reports it). Idempotent."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.exceptions import OutOfMemoryError, RayActorError
+
+    failed = RayActorManager._actor_task_failed
+    if getattr(failed, "_reconent", False):
+        return
+
+    def task_failed(self, tracked_actor_task, exception):
+        if isinstance(exception, OutOfMemoryError):
+            exception = RayActorError(error_msg=f"OutOfMemoryError: {exception}")
+        return failed(self, tracked_actor_task, exception)
+
+    task_failed._reconent = True
+    RayActorManager._actor_task_failed = task_failed
+
+
 def slots(cpu: float, gpu: float, local: bool) -> int | None:
     """How many trials fit at once on a local Ray (None on a cluster, which may grow)."""
     import ray
@@ -128,6 +156,6 @@ def slots(cpu: float, gpu: float, local: bool) -> int | None:
     have = ray.cluster_resources()
     # Nothing can join a local Ray later: a trial that does not fit would wait forever.
     if cpu > have.get("CPU", 0) or gpu > have.get("GPU", 0):
-        raise ValueError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
+        raise UserError(f"resources per trial (cpu {cpu:g}, gpu {gpu:g}) exceed this machine's Ray "
                          f"(cpu {have.get('CPU', 0):g}, gpu {have.get('GPU', 0):g})")
     return int(min(have["CPU"] // cpu, have.get("GPU", 0) // gpu if gpu else float("inf")))

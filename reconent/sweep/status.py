@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
 from .columns import point_id
-from .run import absolute_uri
+from .uri import absolute_uri, split_sweep
 
 
 def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
@@ -12,9 +13,8 @@ def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
     s = str(name_or_uri).rstrip("/")
     if "://" in s or "/" in s or Path(s).is_dir():
         if storage is not None:
-            raise ValueError("give either a sweep URI or a sweep name with --storage, not both")
-        root, _, name = s.rpartition("/")
-        return absolute_uri(root or "."), name
+            raise UserError("give either a sweep URI or a sweep name with --storage, not both")
+        return split_sweep(s)
     from .spec import Spec
 
     return absolute_uri(storage or Spec.model_fields["storage"].default), s
@@ -27,6 +27,9 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
     --retry-errors` recomputes the errors); `environment` counts the points left whose last trial
     failed for an environmental reason (out of memory, I/O, missing data, network: no row, the next
     run computes them), and `environment_errors` those by exception type.
+    A boundary search (train.points.boundary) adds the trainings it stored to these counts, and
+    `search`: its budget, the trainings stored and the most it may still run (it stops earlier once
+    every column is resolved).
     Read-only: a corrupt part counts as left here (the next run quarantines and recomputes it)."""
     from .spec import load_spec
     from .store import Store
@@ -35,9 +38,14 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
     store = Store(root, name)
     saved = store.load_spec()
     if saved is None:
-        raise ValueError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
+        raise UserError(f"no sweep {name!r} under {root} (no {store.path('specs', 'spec.yaml')})")
     spec = load_spec(saved, storage_override=root, check_storage=False)
     points = spec.points()
+    if spec.boundary is not None:  # the search's trainings so far: its candidates that have a row
+        candidates = {point_id(p): p for p in spec.boundary_points()}
+        rows = store.read("train")
+        ran = sorted(set(rows["point_id"]) & candidates.keys()) if len(rows) else []
+        points += [candidates[pid] for pid in ran]
     out = {"sweep": name, "storage": root, "spec_hash": spec.spec_hash, "points": len(points), "done": 0,
            "failed": 0, "left": 0, "ok": 0, "diverged": 0, "error": 0, "environment": 0, "environment_errors": {}}
     for kind in sorted({p["kind"] for p in points}):
@@ -54,4 +62,7 @@ def status(name_or_uri: str, storage: str | None = None) -> dict:
                     typ = env[pid].split(":", 1)[0]
                     out["environment_errors"][typ] = out["environment_errors"].get(typ, 0) + 1
     out["done"], out["failed"] = out["ok"], out["diverged"] + out["error"]
+    if spec.boundary is not None:
+        out["search"] = {"strategy": "boundary", "budget": spec.boundary.budget, "trainings": len(ran),
+                         "left_at_most": max(0, spec.boundary.budget - len(ran))}
     return out

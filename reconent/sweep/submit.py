@@ -1,11 +1,14 @@
 """`reconent sweep submit`: send a sweep to a Ray cluster as a Ray job that runs `reconent sweep run`."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+from ..errors import UserError
 from .ray_session import RAY_ENV, ray_env
-from .run import is_local, resolve_spec
+from .spec import load_spec
 from .trial import versions
+from .uri import is_local, local_path
 
 JOB_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".pytest_cache", "results", "**/*.parquet", ".venv",
                 "venv", "build", "dist"]
@@ -27,26 +30,64 @@ def submit(spec_path, address: str, storage: str | None = None) -> str:
     import shlex
 
     if not str(address).startswith(("http://", "https://")):
-        raise ValueError(f"--address must be the Ray dashboard URL http://HEAD:8265, got {address!r}")
+        raise UserError(f"--address must be the Ray dashboard URL http://HEAD:8265, got {address!r}")
     # Validate here (a bad spec is not worth a job), but the storage is the cluster's, not ours to probe.
-    target = resolve_spec(spec_path, storage, check_storage=False).storage
-    if is_local(target) and not Path(target.removeprefix("file://")).is_absolute():
-        raise ValueError(f"storage {target!r} is relative, so it would land in the job's temporary working_dir; "
+    target = load_spec(spec_path, storage_override=storage, check_storage=False).storage
+    if is_local(target) and not local_path(target).is_absolute():
+        raise UserError(f"storage {target!r} is relative, so it would land in the job's temporary working_dir; "
                          "pass --storage with an absolute path on the cluster or an s3:// / gs:// URI")
     name = f".reconent-submitted-{Path(spec_path).name}"
     # `python -m` runs the shipped copy of the package (the working_dir is on sys.path), even
-    # where the cluster has no reconent installed.
+    # where the cluster has no reconent installed; jobcheck first says in one line if that python
+    # cannot import reconent's dependencies.
     run_cmd = ["python", "-m", "reconent.cli", "sweep", "run", name, "--address", "auto"]
     if storage is not None:
         run_cmd += ["--storage", storage]
-    entrypoint = f'printf "%s" "$RECONENT_SPEC_YAML" > {shlex.quote(name)} && {shlex.join(run_cmd)}'
+    entrypoint = (f'python -m reconent.sweep.jobcheck && printf "%s" "$RECONENT_SPEC_YAML" > {shlex.quote(name)} '
+                  f'&& {shlex.join(run_cmd)}')
+    with _cluster(address) as client:
+        return client.submit_job(entrypoint=entrypoint, runtime_env={
+            "working_dir": str(project_root()), "excludes": JOB_EXCLUDES,
+            "env_vars": {**{k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"},
+                         "RECONENT_SPEC_YAML": Path(spec_path).read_text(),
+                         # the job's working_dir is a copy without .git: send the sha of the code submitted
+                         "RECONENT_CODE_VERSION": versions()["code_version"]}})
+
+
+@contextlib.contextmanager
+def _cluster(address: str):
+    """A JobSubmissionClient for `address`. A cluster that refuses us for want of its token is the user's
+    to fix (one line, exit 2), not a traceback."""
     ray_env()
+    from ray.exceptions import AuthenticationError
     from ray.job_submission import JobSubmissionClient
 
-    client = JobSubmissionClient(address)
-    return client.submit_job(entrypoint=entrypoint, runtime_env={
-        "working_dir": str(project_root()), "excludes": JOB_EXCLUDES,
-        "env_vars": {**{k: v for k, v in RAY_ENV.items() if k != "RAY_AUTH_MODE"},
-                     "RECONENT_SPEC_YAML": Path(spec_path).read_text(),
-                     # the job's working_dir is a copy without .git: send the sha of the code submitted
-                     "RECONENT_CODE_VERSION": versions()["code_version"]}})
+    try:
+        try:
+            client = JobSubmissionClient(address)
+        except ConnectionError as e:
+            raise UserError(f"--address: no Ray dashboard answers at {address} ({str(e).splitlines()[0]})") from None
+        yield client
+    except AuthenticationError as e:
+        why = str(e).strip().splitlines()[0].split(". ", 1)[0]
+        raise UserError(f"--address: the Ray cluster at {address} refused the connection ({why}): it uses token "
+                        "authentication; export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the cluster's token> (or "
+                        "keep the token in ~/.ray/auth_token), see cluster/README.md") from None
+
+
+def follow(address: str, job: str, out=None) -> tuple[str, str | None]:
+    """Stream job `job`'s logs to `out` (stdout) until it ends, as `ray job submit` does; returns its
+    final status (SUCCEEDED, FAILED, STOPPED) and its status message, if any."""
+    import asyncio
+    import sys
+
+    out = out or sys.stdout
+    with _cluster(address) as client:
+        async def tail():
+            async for lines in client.tail_job_logs(job):
+                out.write(lines)
+                out.flush()
+
+        asyncio.run(tail())
+        info = client.get_job_info(job)
+    return str(info.status.value if hasattr(info.status, "value") else info.status), info.message

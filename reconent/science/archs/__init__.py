@@ -17,6 +17,8 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
 
+from reconent.errors import UserError
+
 from ..theory import ACTIVATIONS as _MEAN_FIELD
 
 # The settings that size an architecture (grid axes and row columns of the same names).
@@ -78,7 +80,7 @@ def names() -> tuple[str, ...]:
 def get(name: str) -> Arch:
     _load()
     if name not in _REGISTRY:
-        raise ValueError(f"unknown arch {name!r}; allowed: {', '.join(_REGISTRY)}")
+        raise UserError(f"unknown arch {name!r}; allowed: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 
@@ -96,15 +98,15 @@ def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, si
         raise ValueError(f"build() got unknown setting(s) {', '.join(unknown)}; the {arch} takes {a.size}")
     other = [k for k in SIZES if k != a.size and settings.get(k) is not None]
     if other:
-        raise ValueError(f"{other[0]} does not apply to the {arch}; it has {a.size}")
+        raise UserError(f"{other[0]} does not apply to the {arch}; it has {a.size}")
     if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
+        raise UserError(f"depth must be >= 1, got {depth}")
     if sigma_w2 < 0 or sigma_b2 < 0:
-        raise ValueError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
+        raise UserError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
+        raise UserError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     size = settings.get(a.size)
     if size is not None and int(size) < 1:
-        raise ValueError(f"{a.size} must be >= 1, got {size}")
+        raise UserError(f"{a.size} must be >= 1, got {size}")
     return a.build(int(depth), tuple(int(v) for v in in_shape), size=None if size is None else int(size),
                    activation=activation, sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2), seed=int(seed))
