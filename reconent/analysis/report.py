@@ -171,25 +171,17 @@ def _agreement(a: Analysis) -> dict:
     return {"n_scored": s["n_scored"], "n_sigma_w2": s["n_boundary_sigma_w2"], "confusion": conf, "metrics": met}
 
 
-def _explain_figures(dirs) -> list[dict]:
-    """The figures of `reconent explain` runs (their manifest.json), embedded like the report's own."""
-    from ..explain import figures as explain_figures
-
-    out = []
-    for d in dirs:
-        try:
-            figs = explain_figures(d)
-        except (OSError, ValueError) as e:
-            raise AnalysisError(f"--explain {d}: not a `reconent explain` output folder ({e}); "
-                                f"run `reconent explain mlp -o {d}` first") from None
-        out += [_img(Path(f["path"]), f["title"], f["title"]) for f in figs]
-    return out
+def _explain_figures(figs) -> list[dict]:
+    """Figures of `reconent explain` runs ({"path", "title"}; the caller reads them with reconent.explain.figures,
+    so the analysis does not import explain), embedded like the report's own."""
+    return [_img(Path(f["path"]), f["title"], f["title"]) for f in figs]
 
 
 def write_report(a: Analysis, out_dir, uris=(), title: str | None = None, explain=()) -> dict:
     """Write report.html (self-contained), the PNG figures and summary.json into out_dir; returns the summary.
 
-    `explain`: folders written by `reconent explain`, shown in an extra "Interpretability" section."""
+    `explain`: figures of `reconent explain` runs ({"path", "title"}, as reconent.explain.figures lists them),
+    shown in an extra "Interpretability" section."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs: dict[str, list[tuple[Path, str]]] = {"phase": [], "boundary": [], "budgets": [], "curves": [],

@@ -31,6 +31,21 @@ def register(sub) -> None:
 def cmd_report(a) -> None:
     from reconent.analysis.report import report, summary_text
 
-    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=a.explain, steps=a.steps,
+    s = report(a.results, a.out, a.rtol, a.threshold, a.n_boot, explain=explain_figures(a.explain), steps=a.steps,
                epochs=a.epochs)
     print(json.dumps(s) if a.json else summary_text(s, a.out))
+
+
+def explain_figures(dirs) -> list[dict]:
+    """The figures of `reconent explain` output folders, read here so that the analysis need not import explain."""
+    from reconent.explain import figures
+    from reconent.cli import UsageError
+
+    out = []
+    for d in dirs:
+        try:
+            out += figures(d)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"--explain {d}: not a `reconent explain` output folder ({e}); "
+                             f"run `reconent explain mlp -o {d}` first") from None
+    return out
