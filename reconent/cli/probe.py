@@ -26,7 +26,7 @@ def register(sub) -> None:
 def add_probe_args(p) -> None:
     from reconent.science import archs
     from reconent.science.data import DATASETS
-    from reconent.science.probe import ENTROPY_DTYPES, EVAL_DEPTHS
+    from reconent.science.settings import ENTROPY_DTYPES, EVAL_DEPTHS, PROBE
 
     p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
     p.add_argument("--data-root", default=None, help="torchvision data root (default $RECONENT_DATA or ~/.cache)")
@@ -49,19 +49,18 @@ def add_probe_args(p) -> None:
     budget.add_argument("--epochs", type=pos_int, default=None,
                         help="the decoder budget as passes over the training split instead (--epochs 1: 63 steps on "
                         "mnist5k)")
-    p.add_argument("--checkpoints", default="auto", type=_checkpoints, metavar="auto|none|K,K,...",
+    p.add_argument("--checkpoints", default=PROBE.checkpoints, type=_checkpoints, metavar="auto|none|K,K,...",
                    help="also evaluate the cascade after these steps (default auto: steps/16, steps/4 and steps)")
-    p.add_argument("--batch-size", type=pos_int, default=64)
-    p.add_argument("--lr", type=pos_float, default=1e-3)
+    p.add_argument("--batch-size", type=pos_int, default=PROBE.batch_size)
+    p.add_argument("--lr", type=pos_float, default=PROBE.lr)
     p.add_argument("--rtol", type=pos_float, default=None, help="cutoff tolerance (default: the arch's, "
                    + ", ".join(f"{n} {archs.get(n).rtol:g}" for n in archs.names()) + ")")
     p.add_argument("--train-samples", type=pos_int, default=None, help="default: the whole training split")
-    p.add_argument("--eval-samples", type=number(int, 2), default=500)
-    p.add_argument("--eval-depths", default="search", choices=EVAL_DEPTHS,
-                   help="search (default): a sparse grid of depths, then finer grids around the cutoff, down to "
-                   "every layer; all: every "
-                   "cascade, O(depth²) (docs/performance.md, 'Deep probes')")
-    p.add_argument("--entropy-dtype", default="float64", choices=ENTROPY_DTYPES)
+    p.add_argument("--eval-samples", type=number(int, 2), default=PROBE.eval_samples)
+    p.add_argument("--eval-depths", default=PROBE.eval_depths_cli, choices=EVAL_DEPTHS,
+                   help=f"search: a sparse grid of depths, then finer grids around the cutoff, down to every layer; "
+                   f"all: every cascade, O(depth²) (default {PROBE.eval_depths_cli}; docs/performance.md, 'Deep probes')")
+    p.add_argument("--entropy-dtype", default=PROBE.entropy_dtype, choices=ENTROPY_DTYPES)
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (default: plain fp32)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
 
@@ -87,9 +86,8 @@ def run_probe(a) -> tuple[dict, object, object]:
     d = datasets.load(a.dataset, a.data_root, a.download)
     body = archs.build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
                        activation=a.activation, **{k: getattr(a, k) for k in archs.SIZES})
-    rtol = a.rtol if a.rtol is not None else archs.get(a.arch).rtol
     r = probe(body, d.train_x, d.test_x, steps=a.steps, epochs=a.epochs, checkpoints=a.checkpoints,
-              batch_size=a.batch_size, lr=a.lr, rtol=rtol,
+              batch_size=a.batch_size, lr=a.lr, rtol=a.rtol,
               train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device,
               eval_depths=a.eval_depths, entropy_dtype=a.entropy_dtype, tf32=a.tf32)
     point = {k: getattr(a, k) for k in ("dataset", "arch", "width", "channels", "activation", "depth", "sigma_w2",

@@ -35,8 +35,9 @@ from reconent.errors import UserError
 from .budget import (DEFAULT_STEPS, checkpoints_text, default_checkpoints, parse_checkpoints,  # noqa: F401
                      resolve_steps, steps_per_pass)
 from .entropy import as_distribution, cutoff_from_normalised, differential_entropy_rows, kl, normalised
-from . import models
+from . import archs, models
 from .models import DATA, Body, Dense, stream
+from .settings import ENTROPY_DTYPES, EVAL_DEPTHS, PROBE  # noqa: F401 -- EVAL_DEPTHS, ENTROPY_DTYPES re-exported
 
 # The body's activations h_0..h_L of the whole training split are kept (`cache=None`) only below this size:
 # depth 200 × 4,000 images × 784 × 4 B ≈ 2.5 GB fits; the 60,000-image MNIST at depth 200 would not (and is
@@ -152,10 +153,11 @@ def _cutoff(norm_median: np.ndarray, evaluated: np.ndarray, rtol: float) -> int:
 
 
 def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, steps: int | None = None,
-          epochs: int | None = None, checkpoints="auto", batch_size: int = 64, lr: float = 1e-3, rtol: float = 0.005,
-          train_samples: int | None = None, eval_samples: int | None = None, device: str | torch.device = "cpu",
-          stacked: bool | None = None, n_show: int = 8, eval_chunk: int = 256, per_chunk: int = 8,
-          eval_depths: str = "all", entropy_dtype: str = "float64", tf32: bool = False,
+          epochs: int | None = None, checkpoints=PROBE.checkpoints, batch_size: int = PROBE.batch_size,
+          lr: float = PROBE.lr, rtol: float | None = None, train_samples: int | None = None,
+          eval_samples: int | None = None, device: str | torch.device = "cpu", stacked: bool | None = None,
+          n_show: int = 8, eval_chunk: int = 256, per_chunk: int = 8, eval_depths: str = PROBE.eval_depths,
+          entropy_dtype: str = PROBE.entropy_dtype, tf32: bool = PROBE.tf32,
           cache: bool | None = None) -> ProbeResult:
     """Train the decoder cascade of `body` and measure its entropy profile on `eval_x`.
 
@@ -180,6 +182,7 @@ def probe(body: Body, train_x: torch.Tensor, eval_x: torch.Tensor, *, steps: int
     moves and freezes a copy of it.
     """
     t0 = time.perf_counter()
+    rtol = archs.rtol(body.arch, rtol)
     device = models.device(device)
     if batch_size < 1 or lr <= 0 or per_chunk < 1:
         raise UserError(f"need batch_size >= 1, lr > 0, per_chunk >= 1; got {batch_size}, {lr}, {per_chunk}")
@@ -557,8 +560,6 @@ def _train_stacked_cuda(body: Body, x, order, batch_size, lr, device, per_chunk,
 
 _EVAL_BYTES = 2**30
 
-EVAL_DEPTHS = ("all", "search")  # the `eval_depths` setting (docs/performance.md, "Deep probes")
-ENTROPY_DTYPES = ("float64", "float32")
 
 
 SEARCH_SPAN = 2  # each finer level covers the layers up to this many evaluated layers above the cutoff so far

@@ -160,14 +160,9 @@ def _probe(point: dict, device: str, data_root, download) -> dict:
     from reconent.science.probe import probe
 
     d = data.load(point["dataset"], data_root, download)
-    rtol = point.get("rtol")
-    if rtol is None:  # same default as `reconent probe`
-        from reconent.science import archs
-
-        rtol = archs.get(point["arch"]).rtol
     budget = {k: None if point.get(k) is None else int(point[k]) for k in ("steps", "epochs")}
     r = probe(_body(point, d.shape), d.train_x, d.test_x, **budget, checkpoints=point.get("checkpoints") or "auto",
-              batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=float(rtol),
+              batch_size=int(point["batch_size"]), lr=float(point["lr"]), rtol=point.get("rtol"),
               train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device,
               **{k: point[k] for k in _EVALUATION if point.get(k) is not None})
     s = r.summary()

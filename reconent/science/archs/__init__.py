@@ -59,7 +59,7 @@ def unregister(name: str) -> Arch:
     """Remove the architecture `name` from the registry and return it (undoes `register`)."""
     _load()  # a later first _load() must not bring a built-in back after it was removed
     if name not in _REGISTRY:
-        raise ValueError(f"unknown arch {name!r}; allowed: {', '.join(_REGISTRY)}")
+        raise ValueError(f"unknown arch {name!r}; allowed: {', '.join(names())}")
     return _REGISTRY.pop(name)
 
 
@@ -73,15 +73,22 @@ def _load() -> None:
 
 
 def names() -> tuple[str, ...]:
+    """The registered architectures, sorted: the order does not depend on which module was imported first."""
     _load()
-    return tuple(_REGISTRY)
+    return tuple(sorted(_REGISTRY))
 
 
 def get(name: str) -> Arch:
     _load()
     if name not in _REGISTRY:
-        raise UserError(f"unknown arch {name!r}; allowed: {', '.join(_REGISTRY)}")
+        raise UserError(f"unknown arch {name!r}; allowed: {', '.join(names())}")
     return _REGISTRY[name]
+
+
+def rtol(arch: str, given: float | None = None) -> float:
+    """The probe's cutoff tolerance: `given`, or the architecture's default (`Arch.rtol`) when it is None. The one
+    fallback the spec, the trial, `reconent probe` and `probe()` go through."""
+    return float(get(arch).rtol if given is None else given)
 
 
 def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, sigma_w2: float = 1.76,

@@ -79,7 +79,7 @@ def train_mask(spec) -> list[bool]:
 def rtol(spec, arch: str) -> float:
     from reconent.science import archs
 
-    return float(spec.probe.rtol if spec.probe.rtol is not None else archs.get(arch).rtol)
+    return archs.rtol(arch, spec.probe.rtol)
 
 
 def points(spec) -> list[dict]:

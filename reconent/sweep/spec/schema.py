@@ -15,6 +15,8 @@ import pyarrow as pa
 from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator,
                       model_validator)
 
+from reconent.science.settings import ENTROPY_DTYPES, EVAL_DEPTHS, PROBE
+
 from .. import columns
 from ..columns import AXES
 from . import expand
@@ -126,18 +128,16 @@ class Probe(Strict):
     steps: int | None = Field(None, ge=1)
     epochs: int | None = Field(None, ge=1)
     # Where the cascade is also evaluated on the way: 'auto' (steps/16, steps/4, steps), 'none', or steps.
-    checkpoints: str | list[int] = "auto"
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    rtol: float | None = Field(None, gt=0, lt=1)  # None: the arch's default (archs.Arch.rtol)
+    # The defaults and choices are science.settings' (declared once; docs/performance.md measures them).
+    checkpoints: str | list[int] = PROBE.checkpoints
+    batch_size: int = Field(PROBE.batch_size, ge=1)
+    lr: float = Field(PROBE.lr, gt=0)
+    rtol: float | None = Field(None, gt=0, lt=1)  # None: the arch's default (science.archs.rtol)
     train_samples: int | None = Field(None, ge=1)  # None: the whole training split
-    eval_samples: int | None = Field(500, ge=2)
-    # How the cascades are evaluated and how precisely (science.probe; measured in docs/performance.md).
-    # 'all' here (unlike `reconent probe`, whose default is 'search'): a sweep's report draws heatmaps
-    # of every layer, and 'all' keeps the ids of points stored before the setting existed.
-    eval_depths: Literal["search", "all"] = "all"
-    entropy_dtype: Literal["float64", "float32"] = "float64"
-    tf32: bool = False  # allow TF32 matmuls on CUDA (off: plain fp32, as on the CPU)
+    eval_samples: int | None = Field(PROBE.eval_samples, ge=2)
+    eval_depths: Literal[EVAL_DEPTHS] = PROBE.eval_depths
+    entropy_dtype: Literal[ENTROPY_DTYPES] = PROBE.entropy_dtype
+    tf32: bool = PROBE.tf32  # allow TF32 matmuls on CUDA
     # 'deepest': probe only the deepest grid depth of each (σ_w², σ_b², seed, ...) combination. By the
     # prefix property its first ℓ layers are the depth-ℓ network, so it predicts every shallower
     # depth at a fraction of the cost (the analysis reads it that way). 'all': one probe per point.
