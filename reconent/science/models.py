@@ -296,19 +296,6 @@ def conv_stem(in_shape, channels: int, act: str, sigma_w2: float, sigma_b2: floa
     return blocks
 
 
-def conv_checks(arch, depth, in_shape, channels, sigma_w2, sigma_b2):
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    if sigma_w2 < 0 or sigma_b2 < 0:
-        raise ValueError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
-    if channels < 1:
-        raise ValueError(f"channels must be >= 1, got {channels}")
-    if len(in_shape) != 3:
-        raise ValueError(f"{arch} needs an image input shape (C, H, W), got {tuple(in_shape)}")
-    if min(in_shape[1:]) < 9:  # after two stride-2 convs a 3×3 no-padding conv needs ≥ 3×3
-        raise ValueError(f"{arch} needs images of at least 9×9, got {tuple(in_shape)}")
-
-
 class Classifier(nn.Module):
     """Body plus a Linear head to the classes; trained end to end for the ground truth (SCIENCE §3)."""
 

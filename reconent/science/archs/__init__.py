@@ -13,6 +13,7 @@ sweep spec validates without torch.
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
@@ -91,6 +92,32 @@ def rtol(arch: str, given: float | None = None) -> float:
     return float(get(arch).rtol if given is None else given)
 
 
+def check(setting: str, value) -> None:
+    """Check one network setting (depth, a sizing setting, a variance, the activation); a UserError naming it.
+
+    The one check: `build`, the architectures' own builders (archs/mlp.py, cnn.py, resnet.py) and the sweep spec
+    (which names the field: `grid.depth[2]: depth must be >= 1, got 0`) all call it.
+    """
+    if setting == "depth" or setting in SIZES:
+        if value < 1:
+            raise UserError(f"{setting} must be >= 1, got {value}")
+    elif setting in ("sigma_w2", "sigma_b2"):
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{setting} is a variance and must be finite and >= 0, got {value}")
+    elif setting == "activation":
+        if value not in ACTIVATIONS:
+            raise UserError(f"unknown activation {value!r}; allowed: {', '.join(ACTIVATIONS)}")
+    else:
+        raise ValueError(f"check() knows no setting {setting!r}")
+
+
+def check_network(depth, sigma_w2, sigma_b2, activation, **sizes) -> None:
+    """`check` on every setting of one network (sizes that are None take the architecture's default)."""
+    for k, v in dict(depth=depth, sigma_w2=sigma_w2, sigma_b2=sigma_b2, activation=activation, **sizes).items():
+        if v is not None:
+            check(k, v)
+
+
 def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, sigma_w2: float = 1.76,
           sigma_b2: float = 0.05, activation: str = "tanh", **settings):
     """Build a body by architecture name: the one place the CLI, sweeps and bench go through.
@@ -106,14 +133,7 @@ def build(arch: str, depth: int, in_shape: tuple[int, ...], *, seed: int = 0, si
     other = [k for k in SIZES if k != a.size and settings.get(k) is not None]
     if other:
         raise UserError(f"{other[0]} does not apply to the {arch}; it has {a.size}")
-    if depth < 1:
-        raise UserError(f"depth must be >= 1, got {depth}")
-    if sigma_w2 < 0 or sigma_b2 < 0:
-        raise UserError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
-    if activation not in ACTIVATIONS:
-        raise UserError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     size = settings.get(a.size)
-    if size is not None and int(size) < 1:
-        raise UserError(f"{a.size} must be >= 1, got {size}")
+    check_network(depth, sigma_w2, sigma_b2, activation, **{a.size: size})
     return a.build(int(depth), tuple(int(v) for v in in_shape), size=None if size is None else int(size),
                    activation=activation, sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2), seed=int(seed))

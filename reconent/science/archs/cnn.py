@@ -8,7 +8,7 @@ CNN has the fully connected mean field (Xiao et al.): critical at σ_w² ≈ 1.0
 """
 from __future__ import annotations
 
-from . import Arch, register
+from . import Arch, check_network, register
 
 # The stem of the cnn and the resnet, declared once: one 3×3 conv per stride. Its length is `Arch.stem`, the
 # probe layers before the `depth` counted blocks (profiles and cutoffs count from the first stem conv).
@@ -18,16 +18,25 @@ STEM_STRIDES = (1, 2, 2)
 def cnn(depth: int, in_shape=(1, 28, 28), channels: int = 128, activation: str = "tanh", sigma_w2: float = 1.05,
         sigma_b2: float = 2e-5, seed: int = 0):
     """Probe layers 1..s are the stem (s = len(STEM_STRIDES) = `Body.stem`), s+1..s+depth the counted blocks."""
-    from ..models import FORWARD, Body, Conv, conv_checks, conv_stem, stream
+    from ..models import FORWARD, Body, Conv, conv_stem, stream
 
     in_shape = tuple(in_shape)
-    conv_checks("cnn", depth, in_shape, channels, sigma_w2, sigma_b2)
+    conv_checks("cnn", depth, in_shape, channels, activation, sigma_w2, sigma_b2)
     blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed, STEM_STRIDES)
     s = len(blocks)
     for l in range(s + 1, s + depth + 1):
         blocks.append(Conv(blocks[-1].out_shape, channels, activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD),
                            3, 1, 0, 1))
     return Body(blocks, in_shape, seed, "cnn", stem=s)
+
+
+def conv_checks(arch: str, depth, in_shape, channels, activation, sigma_w2, sigma_b2) -> None:
+    """The network settings (archs.check), then what the stem needs of the input: shared with the resnet."""
+    check_network(depth, sigma_w2, sigma_b2, activation, channels=channels)
+    if len(in_shape) != 3:
+        raise ValueError(f"{arch} needs an image input shape (C, H, W), got {tuple(in_shape)}")
+    if min(in_shape[1:]) < 9:  # after two stride-2 convs a 3×3 no-padding conv needs ≥ 3×3
+        raise ValueError(f"{arch} needs images of at least 9×9, got {tuple(in_shape)}")
 
 
 def _build(depth, in_shape, *, size, activation, sigma_w2, sigma_b2, seed):

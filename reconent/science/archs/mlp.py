@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from . import Arch, register
+from . import Arch, check_network, register
 
 
 def mlp(depth: int, width: int = 784, in_features: int = 784, activation: str = "tanh",
@@ -16,10 +16,7 @@ def mlp(depth: int, width: int = 784, in_features: int = 784, activation: str = 
     """The paper's MLP body: `depth` Dense layers of `width`, each from its own (seed, layer) stream."""
     from ..models import FORWARD, Body, Dense, stream
 
-    if depth < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    if sigma_w2 < 0 or sigma_b2 < 0:
-        raise ValueError(f"variances must be >= 0, got sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
+    check_network(depth, sigma_w2, sigma_b2, activation, width=width)
     sizes = [in_features] + [width] * depth
     blocks = [Dense(sizes[l - 1], sizes[l], activation, sigma_w2, sigma_b2, stream(seed, l, FORWARD))
               for l in range(1, depth + 1)]

@@ -7,16 +7,16 @@ field of their own (Yang & Schoenholz 2017), not the fully connected one: no the
 from __future__ import annotations
 
 from . import Arch, register
-from .cnn import STEM_STRIDES
+from .cnn import STEM_STRIDES, conv_checks
 
 
 def resnet(depth: int, in_shape=(1, 28, 28), channels: int = 32, activation: str = "tanh", sigma_w2: float = 1.05,
            sigma_b2: float = 2e-5, seed: int = 0):
     """The same stem as the cnn, then `depth` residual blocks; `Body.stem` = len(STEM_STRIDES)."""
-    from ..models import FORWARD, Body, Residual, conv_checks, conv_stem, stream
+    from ..models import FORWARD, Body, Residual, conv_stem, stream
 
     in_shape = tuple(in_shape)
-    conv_checks("resnet", depth, in_shape, channels, sigma_w2, sigma_b2)
+    conv_checks("resnet", depth, in_shape, channels, activation, sigma_w2, sigma_b2)
     blocks = conv_stem(in_shape, channels, activation, sigma_w2, sigma_b2, seed, STEM_STRIDES)
     s = len(blocks)
     for l in range(s + 1, s + depth + 1):
