@@ -117,6 +117,17 @@ def test_train_point_stops_early_and_reports_each_epoch():
     assert row["final_accuracy"] == row["accuracy"][-1] > 0.3
 
 
+def test_train_result_columns_are_read_from_the_science_summary():
+    """The trial fills each declared result column from TrainResult.summary() by columns.SOURCES (`epochs_run` <-
+    `epochs`): a result column whose summary key does not exist fails here, not in a sweep."""
+    from reconent.science.train import TrainResult
+    from reconent.sweep.columns import SOURCES
+
+    s = TrainResult([0.5, 0.9], [1.0, 0.5], 2, 0.8, True, "ok", 1.0, "cpu").summary()
+    assert SOURCES["train"]["epochs_run"] == "epochs" and set(SOURCES["train"].values()) <= set(s)
+    assert list(SOURCES["train"]) == TRAIN_RESULTS
+
+
 def test_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
     store = tmp_path / "store"
     spec = write_spec(tmp_path / "bad.yaml", "bad", store, {"sigma_w2": [1.0], "sigma_b2": [0.05], "depth": [0],

@@ -41,6 +41,8 @@ class Column:
     # A setting added after points were stored: at this value it is left out of the point id, so the ids
     # of points that ran before it existed (with this behaviour) stay the same. NULL_ONLY: left out when null.
     neutral: object = None
+    # A result column: the key of the science's `summary()` it is read from, where the names differ.
+    source: str | None = None
 
 
 NULL_ONLY = object()  # Column.neutral for a setting that is left out of the point id only when it is null
@@ -158,7 +160,8 @@ RESULTS = {
        Column("path", _str, "`stacked` or `generic` training path of the probe")],
     "train": [Column("accuracy", _list, "accuracy after each epoch, on `accuracy_on`"),
               Column("train_loss", _list, "mean cross-entropy (on logits) of each epoch"),
-              Column("epochs_run", _int, "epochs actually run (training stops once accuracy > threshold)"),
+              Column("epochs_run", _int, "epochs actually run (training stops once accuracy > threshold)",
+                     source="epochs"),
               Column("reached", _bool, "the threshold was passed"),
               Column("final_accuracy", _f64, "the last accuracy"),
               Column("curve_steps", pa.list_(_int), "the step of every accuracy check, ascending (epoch ends, and every "
@@ -170,6 +173,9 @@ RESULTS = {
               Column("stop_bound", _f64, "the rule's optimistic accuracy at the budget when it stopped the run", True),
               Column("stop_rate", _f64, "the recent gain of the best accuracy per epoch that it extrapolated", True)],
 }
+# Each kind's result columns -> the key of the science's summary() (ProbeResult / TrainResult) that fills it: the
+# trial copies these, so a new result is one column here.
+SOURCES = {k: {c.name: c.source or c.name for c in cols} for k, cols in RESULTS.items()}
 # Per-epoch lists of a training row (the long table `results.curves`).
 CURVES = ("accuracy", "train_loss")
 

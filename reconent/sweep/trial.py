@@ -27,7 +27,7 @@ from . import columns
 from .columns import SCHEMA_VERSION, point_id
 
 # The result columns each kind's science fills in (the rest of the row is identity and run metadata).
-RESULTS = {k: [c.name for c in columns.RESULTS[k]] for k in columns.KINDS}
+RESULTS = {k: list(columns.SOURCES[k]) for k in columns.KINDS}
 # The probe's evaluation settings, passed to probe() as keywords when set (the neutral ones but the budget).
 _EVALUATION = [k for k in columns.NEUTRAL["probe"] if k not in columns.BUDGETS["probe"]]
 
@@ -166,7 +166,7 @@ def _probe(point: dict, device: str, data_root, download) -> dict:
               train_samples=point.get("train_samples"), eval_samples=point.get("eval_samples"), device=device,
               **{k: point[k] for k in _EVALUATION if point.get(k) is not None})
     s = r.summary()
-    out = {k: s[k] for k in RESULTS["probe"]}
+    out = {col: s[key] for col, key in columns.SOURCES["probe"].items()}
     out.update({k: s[k] for k in _EVALUATION})  # the evaluation settings in effect (None: the neutral)
     out["checkpoints"] = s["checkpoints"]  # likewise ("auto" for a point without the setting)
     out["status"] = s["status"]
@@ -189,10 +189,8 @@ def _train(point: dict, device: str, data_root, download, on_epoch) -> dict:
               n_classes=d.n_classes, train_samples=point.get("train_samples"), device=device, on_epoch=on_epoch,
               eval_every=point.get("eval_every"), stop=point.get("stop") or "none")
     s = r.summary()
-    out = {"accuracy": s["accuracy"], "train_loss": s["train_loss"], "epochs_run": s["epochs"],
-           "reached": s["reached"], "final_accuracy": s["final_accuracy"], "status": s["status"],
-           **{k: s[k] for k in ("curve_steps", "curve_accuracy", "steps_per_epoch", "stopped_early", "stop_bound",
-                                "stop_rate")}}
+    out = {col: s[key] for col, key in columns.SOURCES["train"].items()}
+    out["status"] = s["status"]
     if s["status"] == "diverged":
         out["error"] = "non-finite training loss"
     return out
