@@ -100,3 +100,52 @@ def test_the_cli_offers_and_runs_the_toy(toy, capsys):
 def test_a_misspelt_setting_is_named():
     with pytest.raises(ValueError, match="chanels"):
         archs.build("mlp", 2, (784,), chanels=8)
+
+
+def _softsign(x):  # a φ the mean-field theory has no maths for
+    return x / (1 + x.abs())
+
+
+@pytest.fixture
+def softsign():
+    from reconent.science import activations
+
+    a = activations.register("softsign", _softsign)
+    try:
+        yield a
+    finally:
+        activations.unregister("softsign")
+    assert "softsign" not in archs.activations()
+
+
+def test_a_registered_activation_reaches_the_spec_the_trial_and_the_row(toy, softsign, tmp_path):
+    """An activation registered from this file alone, on the toy: the spec accepts it on its grid, the trial builds
+    and probes with its torch function, and the row stores it; the theory claims no maths for it."""
+    from reconent.science import activations
+    from reconent.sweep.spec import SpecError, load_spec, point_id
+    from reconent.sweep.trial import run_point
+
+    assert "softsign" in archs.activations() and not activations.get("softsign").mean_field
+    body = archs.build("toy", 2, (16,), activation="softsign")
+    h = torch.linspace(-3, 3, 16).reshape(1, 16)
+    assert torch.equal(body[0](h), _softsign(h @ body[0].weight.t() + body[0].bias))  # its φ, not tanh
+    grid = {"sigma_w2": [1.76], "depth": [2], "activation": ["tanh", "softsign"]}
+    spec = load_spec({"name": "toy", "dataset": "mnist5k", "arch": "toy", "storage": str(tmp_path / "s"), "grid": grid,
+                      "probe": {"epochs": 1, "train_samples": 64, "eval_samples": 8}}, check_storage=False)
+    p = next(p for p in spec.points() if p["activation"] == "softsign")
+    row = run_point(p, "cpu")
+    assert row["status"] == "ok", row.get("error")
+    assert row["activation"] == "softsign" and row["point_id"] == point_id(p) and len(row["decoder_loss"]) == 2
+    with pytest.raises(SpecError, match=r"grid.activation\[0\]: unknown activation 'gelu'; allowed: tanh, relu, "
+                                        "softsign"):
+        load_spec({"name": "toy", "dataset": "mnist5k", "arch": "toy", "grid": {**grid, "activation": ["gelu"]}},
+                  check_storage=False)
+
+
+def test_an_mlp_point_id_is_pinned():
+    """The id of an existing MLP point, computed by the code before the registries (main at 86ff949): registering
+    activations and architectures must not change a stored id."""
+    from reconent.sweep.spec import load_spec, point_id
+
+    p = load_spec({"name": "pin", "dataset": "mnist5k", "grid": {"sigma_w2": [1.76], "depth": [10]}}).points()[0]
+    assert point_id(p) == "77e8cb0c45e6cff8"

@@ -9,7 +9,7 @@ from reconent.cli import nonneg, number, pos_float, pos_int
 
 
 def register(sub) -> None:
-    from reconent.science.archs import ACTIVATIONS
+    from reconent.science.archs import activations
     from reconent.science.data import DATASETS
 
     e = sub.add_parser("explain", help="pictures of what each layer keeps: trained MLP or VGG16 cascades")
@@ -22,7 +22,7 @@ def register(sub) -> None:
     m.add_argument("--download", action="store_true")
     m.add_argument("--depth", type=pos_int, default=6)
     m.add_argument("--width", type=pos_int, default=None)
-    m.add_argument("--activation", default="tanh", choices=ACTIVATIONS)
+    m.add_argument("--activation", default="tanh", choices=activations())
     m.add_argument("--sigma-w2", type=nonneg, default=1.76)
     m.add_argument("--sigma-b2", type=nonneg, default=0.05)
     m.add_argument("--seed", type=number(int, 0), default=0)

@@ -17,7 +17,9 @@ def register(sub) -> None:
     t = sub.add_parser("theory", help="mean-field quantities: critical σ_w², χ₁, ξ_c, q*, c*")
     t.add_argument("--sigma-b2", type=nonneg, default=0.05)
     t.add_argument("--sigma-w2", type=nonneg, default=None)
-    t.add_argument("--activation", default="tanh", choices=archs.ACTIVATIONS)
+    from reconent.science.theory import ACTIVATIONS as MEAN_FIELD  # the theory's maths: not every registered φ
+
+    t.add_argument("--activation", default="tanh", choices=tuple(MEAN_FIELD))
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_theory)
 
@@ -35,7 +37,7 @@ def add_probe_args(p) -> None:
     p.add_argument("--width", type=pos_int, default=None, help="MLP hidden width (default: input size)")
     p.add_argument("--channels", type=pos_int, default=None, help="conv channels (default: the arch's, "
                    + ", ".join(f"{a.name} {a.default_size}" for a in map(archs.get, archs.names()) if a.size == "channels") + ")")
-    p.add_argument("--activation", default="tanh", choices=archs.ACTIVATIONS)
+    p.add_argument("--activation", default="tanh", choices=archs.activations())
     p.add_argument("--depth", type=pos_int, default=30)
     p.add_argument("--sigma-w2", type=nonneg, default=1.76)
     p.add_argument("--sigma-b2", type=nonneg, default=0.05)

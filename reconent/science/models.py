@@ -31,8 +31,8 @@ from torch import nn
 from reconent.errors import UserError
 
 # The blocks know nothing of the architectures built from them (science/archs imports this module, never the
-# reverse). The activations are the ones the mean-field theory declares.
-from .theory import ACTIVATIONS
+# reverse). The activations are science.activations' registry.
+from . import activations as _activations
 
 # Roles of the independent random streams: one per (seed, layer, role).
 FORWARD, DECODER, HEAD, DATA = 0, 1, 2, 3
@@ -53,10 +53,9 @@ def device(name: str | torch.device) -> torch.device:
 
 
 def activation(name: str):
-    """φ by name: the activations the mean-field theory declares, as their torch functions."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-    return getattr(torch, name)
+    """φ by name, as its torch function (science.activations: a built-in's is torch.<name>)."""
+    a = _activations.get(name)
+    return a.fn if a.fn is not None else getattr(torch, name)
 
 
 def uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> torch.Tensor:

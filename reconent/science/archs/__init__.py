@@ -20,12 +20,16 @@ from typing import Callable
 
 from reconent.errors import UserError
 
-from ..theory import ACTIVATIONS as _MEAN_FIELD
+from .. import activations as _activations
 
 # The settings that size an architecture (grid axes and row columns of the same names).
 SIZES = ("width", "channels")
-# Nonlinearities φ every block supports, by name: the mean-field theory declares their maths.
-ACTIVATIONS = tuple(_MEAN_FIELD)
+
+
+def activations() -> tuple[str, ...]:
+    """The nonlinearities φ every block supports, by name (science.activations: the theory's and registered
+    ones); the spec's and the CLI's choices."""
+    return _activations.names()
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,7 @@ def check(setting: str, value) -> None:
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"{setting} is a variance and must be finite and >= 0, got {value}")
     elif setting == "activation":
-        if value not in ACTIVATIONS:
-            raise UserError(f"unknown activation {value!r}; allowed: {', '.join(ACTIVATIONS)}")
+        _activations.get(value)
     else:
         raise ValueError(f"check() knows no setting {setting!r}")
 
