@@ -11,6 +11,7 @@ import torch
 from reconent.science import archs
 from reconent.science.models import Dense
 from reconent.science.probe import _stacked_activations, probe
+from reconent.science.settings import PROBE
 
 
 def matmul_peak(device: torch.device, sizes=None, seconds: float = 0.5) -> float:
@@ -61,9 +62,10 @@ def probe_flops_per_step(body, batch_size: int) -> float:
     return sum(b.probe_flops(batch_size) for b in body)
 
 
-def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100, batch_size: int = 64,
-                device: str = "cpu", stacked: bool | None = None, channels: int | None = None,
-                image: tuple[int, int, int] = (1, 28, 28), eval_samples: int = 500,
+def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, steps: int = 100,
+                batch_size: int = PROBE.batch_size, device: str = "cpu", stacked: bool | None = None,
+                channels: int | None = None, image: tuple[int, int, int] = (1, 28, 28),
+                eval_samples: int = PROBE.eval_samples,
                 eval_depths: tuple[str, ...] = ("search", "all"), dataset: str | None = None,
                 checkpoints: str = "none", cache: bool | None = None, data_root=None) -> dict:
     """Time the probe's training loop on a paper-sized body, its evaluation, then the matmul peak and the

@@ -8,6 +8,7 @@ from reconent.cli import Parser, emit, nonneg, pos_int
 def register(sub) -> None:
     from reconent.science import archs
     from reconent.science.data import DATASETS
+    from reconent.science.settings import EVAL_DEPTHS, PROBE
 
     bench = sub.add_parser("bench", help="benchmarks that print numbers").add_subparsers(
         dest="what", required=True, parser_class=Parser)
@@ -27,10 +28,11 @@ def register(sub) -> None:
                    help="intermediate evaluations, timed apart from the training (default none)")
     b.add_argument("--cache", default="auto", choices=("auto", "on", "off"),
                    help="the body's activations of the split computed once (auto: when the split is cycled)")
-    b.add_argument("--batch-size", type=pos_int, default=64)
+    b.add_argument("--batch-size", type=pos_int, default=PROBE.batch_size)
     b.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    b.add_argument("--eval-samples", type=pos_int, default=500, help="evaluation inputs (default 500)")
-    b.add_argument("--eval-depths", nargs="+", default=["search", "all"], choices=("search", "all"),
+    b.add_argument("--eval-samples", type=pos_int, default=PROBE.eval_samples,
+                   help=f"evaluation inputs (default {PROBE.eval_samples})")
+    b.add_argument("--eval-depths", nargs="+", default=["search", "all"], choices=EVAL_DEPTHS,
                    help="evaluation modes to time, each apart from the training (default: search all)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_probe)
