@@ -186,6 +186,59 @@ def plot_curves(t: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _bracket(r) -> str:
+    lo, hi = int(r["lower"]), r["upper"]
+    if hi is None:
+        return f"≥ {lo}"
+    return f"< {int(hi)}" if lo == 0 else f"{lo} … {int(hi) - 1}"
+
+
+def markdown(out: dict) -> str:
+    """The README's tables, from study.json's numbers."""
+    lines = []
+    if out["probes"]:
+        ks = sorted({int(k) for p in out["probes"] for k in p["cutoff"]})
+        lines += ["| σ_w² | probe depth | " + " | ".join(f"{k} steps" for k in ks) + " | 6·ξ_c | probe s |",
+                  "|---:|---:|" + "---:|" * (len(ks) + 2)]
+        for p in sorted(out["probes"], key=lambda r: (r["sigma_w2"], r["depth"])):
+            cells = [(f"{p['cutoff'][k]}{'*' if p['censored'][k] else ''}" if k in p["cutoff"] else "–") for k in ks]
+            six = "∞" if p["six_xi_c"] is None else f"{p['six_xi_c']:.1f}"
+            lines.append(f"| {p['sigma_w2']:g} | {p['depth']} | " + " | ".join(cells) + f" | {six} | {p['seconds']:.0f} |")
+        lines += ["", "(* censored: no plateau inside the probe)", ""]
+    for thr, truth in out["truth_by_epochs"].items():
+        if not truth:
+            continue
+        es = sorted({r["epochs"] for r in truth})
+        sws = sorted({r["sigma_w2"] for r in truth})
+        lines += [f"True L* at accuracy > {thr} (anytime verdicts from the stored curves):", "",
+                  "| σ_w² | " + " | ".join(f"{e} ep." for e in es) + " |", "|---:|" + "---:|" * len(es)]
+        for sw in sws:
+            by = {r["epochs"]: r for r in truth if r["sigma_w2"] == sw}
+            lines.append(f"| {sw:g} | " + " | ".join(_bracket(by[e]) if e in by else "–" for e in es) + " |")
+        lines.append("")
+    for thr, cross in out["cross"].items():
+        if not cross:
+            continue
+        df = pd.DataFrame(cross)
+        lines += [f"Probe cutoff minus the true bracket at accuracy > {thr} (0: inside; + optimistic), rows: probe "
+                  "steps, columns: training epochs:", ""]
+        for sw, g in df.groupby("sigma_w2"):
+            es = sorted(g["epochs"].unique())
+            lines += [f"σ_w² = {sw:g}:", "", "| steps | " + " | ".join(f"{e} ep." for e in es) + " |",
+                      "|---:|" + "---:|" * len(es)]
+            for s_, h in g.groupby("steps"):
+                by = dict(zip(h["epochs"], h["error"]))
+                lines.append(f"| {s_} | " + " | ".join(f"{by[e]:+.0f}" if e in by else "–" for e in es) + " |")
+            lines.append("")
+    if out["trainings"]:
+        lines += ["| σ_w² | depth | epochs run | passed 0.8 at | final accuracy | seconds |", "|---:|---:|---:|---:|---:|---:|"]
+        for r in out["trainings"]:
+            lines.append(f"| {r['sigma_w2']:g} | {r['depth']} | {r['epochs_run']} | "
+                         f"{'–' if r['passed_at'] is None else r['passed_at']} | {r['final_accuracy']:.3f} | "
+                         f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(data: str = str(HERE / "data")) -> dict:
     p, t = _load(Path(data), "probe"), _load(Path(data), "train")
     probes = probe_table(p)
@@ -205,6 +258,7 @@ def main(data: str = str(HERE / "data")) -> dict:
            "cross": {str(k): v for k, v in cross.items()},
            "best_steps": {str(k): best_steps(v) for k, v in cross.items()}}
     (HERE / "study.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
+    (HERE / "tables.md").write_text(markdown(json.loads((HERE / "study.json").read_text())))
     if probes:
         plot_cutoffs(probes, HERE / "cutoff_vs_steps.png")
     if len(t):
