@@ -1,7 +1,7 @@
 """The phase-diagram study's numbers and figures, from the stored sweep (run spec.yaml first).
 
-    .venv/bin/python analysis/phase_diagram/study.py [results/phase_diagram]
-    .venv/bin/python analysis/phase_diagram/study.py results/phase_diagram_200   # spec_200.yaml: *_200 files
+    .venv/bin/python analysis/phase_diagram/study.py [analysis/phase_diagram/data/phase_diagram]
+    .venv/bin/python analysis/phase_diagram/study.py analysis/phase_diagram/data/phase_diagram_200   # spec_200.yaml: *_200 files
 
 Writes next to this file:
 - report/ (`reconent report`: phase.png is the pair of heatmaps over (σ_w², depth), relative and
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reconent.analysis import frames
 from reconent.analysis.heatmaps import paper_heatmaps
 from reconent.science import probe as P
 from reconent.science import theory
@@ -29,7 +30,40 @@ from reconent.sweep import results
 HERE = Path(__file__).resolve().parent
 
 
-def main(uri: str = "results/phase_diagram") -> None:
+def cutoff_by_steps(row) -> dict:
+    """{steps: cutoff} at every decoder budget the probe was read at (its checkpoints and its end)."""
+    ks = sorted(set(frames.steps_list(row["checkpoint_steps"].iloc[0])) | {int(row["steps_run"].iloc[0])})
+    return {k: int(frames.probe_cutoffs(row, steps=k, notes=[])["cutoff"].iloc[0]) for k in ks}
+
+
+def boundary_by_steps(rows: list[dict], path: Path, old: Path) -> None:
+    """L*(σ_w²) at every stored budget, 6·ξ_c, and the old one-pass (`epochs: 1`) depth-200 sweep for comparison."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sw = [r["sigma_w2"] for r in rows]
+    for i, k in enumerate(sorted({k for r in rows for k in r["cutoff_by_steps"]})):
+        ax.plot(sw, [r["cutoff_by_steps"].get(k, np.nan) for r in rows], marker="o", ms=3, color=f"C{i}",
+                label=f"probe, {k} steps")
+    if old.exists():
+        o = json.loads(old.read_text())["rows"]
+        ax.plot([r["sigma_w2"] for r in o], [r["cutoff"] for r in o], "x", color="grey",
+                label="earlier sweep, epochs: 1 (63 steps), exhaustive evaluation")
+    fine = np.linspace(min(sw), max(sw), 400)
+    th = np.array([6 * theory.xi_c(x, 0.05) for x in fine])
+    ax.plot(fine, np.where(th < 250, th, np.nan), "k--", lw=1, label="6·ξ_c")
+    ax.set(xlabel="σ_w²", ylabel="cutoff L* (layers)", ylim=(0, 210),
+           title="The probe's boundary at depth 200 against its decoder budget")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
     p = results.load(uri).sort_values("sigma_w2")
     rows = []
     for _, r in p.iterrows():
@@ -40,7 +74,8 @@ def main(uri: str = "results/phase_diagram") -> None:
         rows.append({"sigma_w2": float(r["sigma_w2"]), "status": r["status"], "depth": int(r["depth"]),
                      "cutoff": int(cutoff_from_normalised(nm, float(r["rtol"]))), "cutoff_search_replayed": search,
                      "search_layers_evaluated": n_eval, "six_xi_c": 6 * mf["xi_c"], "chi_1": mf["chi_1"],
-                     "seconds": float(r["seconds"]), "train_seconds": float(r["train_seconds"])})
+                     "seconds": float(r["seconds"]), "train_seconds": float(r["train_seconds"]),
+                     "cutoff_by_steps": cutoff_by_steps(p[p.index == r.name])})
     out = {"sweep": uri, "n": len(rows), "total_probe_seconds": float(p["seconds"].sum()),
            "first_start": str(p["started_at"].min()), "last_finish": str(p["finished_at"].max()),
            "search_agrees": sum(abs(r["cutoff"] - r["cutoff_search_replayed"]) <= max(1, 0.03 * r["cutoff"])
@@ -54,6 +89,8 @@ def main(uri: str = "results/phase_diagram") -> None:
         print(f"{r['sigma_w2']:>5.2f} {r['cutoff']:>6} {r['cutoff_search_replayed']:>6} {r['six_xi_c']:>7.1f} "
               f"{r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
+    if any(len(r["cutoff_by_steps"]) > 1 for r in rows):
+        boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", HERE / "study_200.json")
     paper_heatmaps(p, HERE / f"heatmaps{tag}.png",
                    title=f"wide tanh MLP on mnist5k, σ_b² = 0.05: {len(rows)} probes of depth {rows[0]['depth']}")
     subprocess.run([str(Path(sys.executable).with_name("reconent")), "report", uri, "-o", str(HERE / f"report{tag}")],

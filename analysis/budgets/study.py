@@ -1,0 +1,272 @@
+"""Study "budgets": how the probe's boundary moves with its decoder budget, how the true boundary moves with the
+training budget, and which probe budget predicts which training budget (issue 16, items 1-3).
+
+    .venv/bin/python analysis/budgets/study.py [analysis/budgets/data]
+
+Reads the committed rows under data/ (the sweeps of run_study.sh; partial data is fine: what is missing is
+listed as missing) and writes next to this file:
+- study.json: every number of the README's tables;
+- cutoff_vs_steps.png: the probe's cutoff against decoder steps (log axis), one line per (σ_w², probe depth), with
+  6·ξ_c drawn as a dashed level where it is finite and on the scale;
+- truth_vs_epochs.png: the true L* bracket against the training epoch budget (log axis), one panel per trained σ_w²,
+  with the probe's cutoff at each checkpoint drawn as a level;
+- curves.png: every stored accuracy curve, one panel per trained σ_w², coloured by depth, with the threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from reconent.analysis import agreement, frames  # noqa: E402
+from reconent.science import theory  # noqa: E402
+from reconent.sweep import results  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+EPOCHS = [1, 2, 5, 10, 20, 50, 100]  # the training budgets the tables read
+THRESHOLDS = [0.8, 0.3]  # 0.8: the paper's MNIST criterion (the sweep's); 0.3: the earlier studies' "learns at all"
+
+
+def _load(data: Path, kind: str) -> pd.DataFrame:
+    try:
+        return results.load(str(data), kind)
+    except results.NoResults:
+        return pd.DataFrame()
+
+
+def probe_table(p: pd.DataFrame) -> list[dict]:
+    """One record per probe (σ_w², depth): its cutoff at every checkpoint, censoring, and the change per doubling."""
+    if not len(p):
+        return []
+    steps = sorted({s for v in p["checkpoint_steps"] for s in frames.steps_list(v)} | set(p["steps_run"].astype(int)))
+    out = []
+    for (sw, depth), g in p.groupby(["sigma_w2", "depth"]):
+        rec = {"sigma_w2": float(sw), "depth": int(depth), "seconds": float(g["seconds"].iloc[0]),
+               "train_seconds": float(g["train_seconds"].iloc[0]), "six_xi_c": _six_xi(sw), "cutoff": {},
+               "censored": {}}
+        for s in steps:
+            c = frames.probe_cutoffs(g, steps=s, notes=[])
+            if len(c):
+                rec["cutoff"][s] = int(c["cutoff"].iloc[0])
+                rec["censored"][s] = bool(c["censored"].iloc[0])
+        ks = sorted(rec["cutoff"])
+        # the rate: cutoff change over the last doubling-or-so of the budget, in layers and relative
+        if len(ks) >= 2:
+            a, b = ks[-2], ks[-1]
+            rec["last_step"] = {"from": a, "to": b, "change": rec["cutoff"][b] - rec["cutoff"][a],
+                                "relative": (rec["cutoff"][b] - rec["cutoff"][a]) / max(rec["cutoff"][a], 1)}
+        out.append(rec)
+    return out
+
+
+def _six_xi(sw, sb=0.05) -> float | None:
+    v = 6 * theory.xi_c(float(sw), sb)
+    return float(v) if math.isfinite(v) else None
+
+
+def truth_table(t: pd.DataFrame, threshold: float) -> list[dict]:
+    """The true L* bracket at each epoch budget and trained σ_w² (anytime verdicts from the stored curves)."""
+    if not len(t):
+        return []
+    largest = int(pd.to_numeric(t["epochs"]).max())
+    return agreement.true_boundary_by_epochs(t, threshold, [e for e in EPOCHS if e <= largest])
+
+
+def cross_table(probes: list[dict], truth: list[dict]) -> list[dict]:
+    """Probe cutoff (per checkpoint, deepest probe of the column) against true L* (per epoch budget): the signed
+    distance from the cutoff to the true bracket [lower, upper] (0 inside it; + = the probe is optimistic)."""
+    out = []
+    for tr in truth:
+        ps = [p for p in probes if abs(p["sigma_w2"] - tr["sigma_w2"]) < 1e-9]
+        if not ps:
+            continue
+        p = max(ps, key=lambda r: r["depth"])
+        lo, hi = tr["lower"], tr["upper"]
+        for s, c in p["cutoff"].items():
+            if hi is None:  # censored: every trained depth with a verdict passed; only "too low" is measurable
+                err = min(0.0, c - lo)
+            else:
+                err = 0.0 if lo <= c <= hi else (c - hi if c > hi else c - lo)
+            out.append({"sigma_w2": tr["sigma_w2"], "epochs": tr["epochs"], "steps": s, "cutoff": c,
+                        "true_lower": lo, "true_upper": hi, "error": float(err)})
+    return out
+
+
+def best_steps(cross: list[dict]) -> list[dict]:
+    """For each (σ_w², epoch budget): the probe budgets whose cutoff falls inside, or nearest, the true bracket."""
+    df = pd.DataFrame(cross)
+    out = []
+    if not len(df):
+        return out
+    for (sw, e), g in df.groupby(["sigma_w2", "epochs"]):
+        best = g["error"].abs().min()
+        out.append({"sigma_w2": float(sw), "epochs": int(e), "best_abs_error": float(best),
+                    "steps": [int(s) for s in g.loc[g["error"].abs() == best, "steps"]]})
+    return out
+
+
+def plot_cutoffs(probes: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cmap = plt.get_cmap("viridis")
+    sws = sorted({p["sigma_w2"] for p in probes})
+    for p in probes:
+        col = cmap(sws.index(p["sigma_w2"]) / max(len(sws) - 1, 1))
+        ks = sorted(p["cutoff"])
+        style = {100: ":", 200: "--", 300: "-"}.get(p["depth"], "-") if p["sigma_w2"] == 1.76 else "-"
+        ax.plot(ks, [p["cutoff"][k] for k in ks], style, marker="o", ms=3, color=col,
+                label=f"σ_w² {p['sigma_w2']:g}, depth {p['depth']}")
+        cens = [k for k in ks if p["censored"][k]]
+        ax.plot(cens, [p["cutoff"][k] for k in cens], "x", color="red", ms=8)
+        if p["six_xi_c"] is not None and p["six_xi_c"] < 1.2 * max(p["cutoff"].values()):
+            ax.axhline(p["six_xi_c"], color=col, lw=0.8, ls=(0, (2, 4)))
+    ax.set_xscale("log")
+    ax.set_xlabel("decoder budget (Adam steps, log); 63 = one pass over mnist5k, 938 = the default")
+    ax.set_ylabel("probe cutoff L* (layers)")
+    ax.set_title("The probe's boundary against its budget (dotted levels: 6·ξ_c; x: censored)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_truth(truth: dict, probes: list[dict], path: Path) -> None:
+    sws = sorted({r["sigma_w2"] for rs in truth.values() for r in rs})
+    if not sws:
+        return
+    fig, axes = plt.subplots(1, len(sws), figsize=(4.2 * len(sws), 4), squeeze=False)
+    for ax, sw in zip(axes[0], sws):
+        for thr, mk, off in zip(THRESHOLDS, ("s", "^"), (1.0, 1.06)):
+            rs = [r for r in truth[thr] if r["sigma_w2"] == sw]
+            for r in rs:
+                hi = r["upper"] if r["upper"] is not None else r["lower"]
+                ax.plot([r["epochs"] * off] * 2, [r["lower"], hi], "-", color="C0" if thr == 0.8 else "C1", lw=2)
+                ax.plot([r["epochs"] * off], [r["lower"]], mk, color="C0" if thr == 0.8 else "C1", ms=4)
+                if r["upper"] is None:
+                    ax.annotate("≥", (r["epochs"] * off, r["lower"]), fontsize=8)
+            ax.plot([], [], mk + "-", color="C0" if thr == 0.8 else "C1", label=f"true L*, accuracy > {thr}")
+        for p in probes:
+            if p["sigma_w2"] == sw:
+                for k, ls in ((63, ":"), (938, "--"), (max(p["cutoff"]), "-")):
+                    if k in p["cutoff"]:
+                        ax.axhline(p["cutoff"][k], color="k", ls=ls, lw=0.8, label=f"probe, {k} steps")
+        ax.set_xscale("log")
+        ax.set_xlabel("training budget (epochs, log)")
+        ax.set_title(f"σ_w² = {sw:g}")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("depth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(t: pd.DataFrame, path: Path) -> None:
+    sws = sorted(t["sigma_w2"].unique())
+    fig, axes = plt.subplots(1, len(sws), figsize=(4.2 * len(sws), 3.6), squeeze=False, sharey=True)
+    norm = matplotlib.colors.Normalize(t["depth"].min(), t["depth"].max())
+    for ax, sw in zip(axes[0], sws):
+        for _, r in t[t["sigma_w2"] == sw].sort_values("depth").iterrows():
+            acc = np.asarray(r["accuracy"], float)
+            ax.plot(np.arange(1, acc.size + 1), acc, color=plt.get_cmap("plasma")(norm(r["depth"])), lw=1)
+            ax.annotate(str(int(r["depth"])), (acc.size, acc[-1]), fontsize=6)
+        ax.axhline(0.8, color="k", lw=0.6, ls="--")
+        ax.set_xscale("log")
+        ax.set_title(f"σ_w² = {sw:g}")
+        ax.set_xlabel("epoch (log)")
+    axes[0][0].set_ylabel("test accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bracket(r) -> str:
+    lo, hi = int(r["lower"]), r["upper"]
+    if hi is None:
+        return f"≥ {lo}"
+    return f"< {int(hi)}" if lo == 0 else f"{lo} … {int(hi) - 1}"
+
+
+def markdown(out: dict) -> str:
+    """The README's tables, from study.json's numbers."""
+    lines = []
+    if out["probes"]:
+        ks = sorted({int(k) for p in out["probes"] for k in p["cutoff"]})
+        lines += ["| σ_w² | probe depth | " + " | ".join(f"{k} steps" for k in ks) + " | 6·ξ_c | probe s |",
+                  "|---:|---:|" + "---:|" * (len(ks) + 2)]
+        for p in sorted(out["probes"], key=lambda r: (r["sigma_w2"], r["depth"])):
+            cells = [(f"{p['cutoff'][k]}{'*' if p['censored'][k] else ''}" if k in p["cutoff"] else "–") for k in ks]
+            six = "∞" if p["six_xi_c"] is None else f"{p['six_xi_c']:.1f}"
+            lines.append(f"| {p['sigma_w2']:g} | {p['depth']} | " + " | ".join(cells) + f" | {six} | {p['seconds']:.0f} |")
+        lines += ["", "(* censored: no plateau inside the probe)", ""]
+    for thr, truth in out["truth_by_epochs"].items():
+        if not truth:
+            continue
+        es = sorted({r["epochs"] for r in truth})
+        sws = sorted({r["sigma_w2"] for r in truth})
+        lines += [f"True L* at accuracy > {thr} (anytime verdicts from the stored curves):", "",
+                  "| σ_w² | " + " | ".join(f"{e} ep." for e in es) + " |", "|---:|" + "---:|" * len(es)]
+        for sw in sws:
+            by = {r["epochs"]: r for r in truth if r["sigma_w2"] == sw}
+            lines.append(f"| {sw:g} | " + " | ".join(_bracket(by[e]) if e in by else "–" for e in es) + " |")
+        lines.append("")
+    for thr, cross in out["cross"].items():
+        if not cross:
+            continue
+        df = pd.DataFrame(cross)
+        lines += [f"Probe cutoff minus the true bracket at accuracy > {thr} (0: inside; + optimistic), rows: probe "
+                  "steps, columns: training epochs:", ""]
+        for sw, g in df.groupby("sigma_w2"):
+            es = sorted(g["epochs"].unique())
+            lines += [f"σ_w² = {sw:g}:", "", "| steps | " + " | ".join(f"{e} ep." for e in es) + " |",
+                      "|---:|" + "---:|" * len(es)]
+            for s_, h in g.groupby("steps"):
+                by = dict(zip(h["epochs"], h["error"]))
+                lines.append(f"| {s_} | " + " | ".join(f"{by[e]:+.0f}" if e in by else "–" for e in es) + " |")
+            lines.append("")
+    if out["trainings"]:
+        lines += ["| σ_w² | depth | epochs run | passed 0.8 at | final accuracy | seconds |", "|---:|---:|---:|---:|---:|---:|"]
+        for r in out["trainings"]:
+            lines.append(f"| {r['sigma_w2']:g} | {r['depth']} | {r['epochs_run']} | "
+                         f"{'–' if r['passed_at'] is None else r['passed_at']} | {r['final_accuracy']:.3f} | "
+                         f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(data: str = str(HERE / "data")) -> dict:
+    p, t = _load(Path(data), "probe"), _load(Path(data), "train")
+    probes = probe_table(p)
+    truth = {thr: truth_table(t, thr) for thr in THRESHOLDS}
+    cross = {thr: cross_table(probes, truth[thr]) for thr in THRESHOLDS}
+    out = {"data": str(data), "n_probes": len(p), "n_trainings": len(t),
+           "probe_seconds": float(p["seconds"].sum()) if len(p) else 0.0,
+           "training_seconds": float(t["seconds"].sum()) if len(t) else 0.0,
+           "trainings": [] if not len(t) else [
+               {"sigma_w2": float(r.sigma_w2), "depth": int(r.depth), "epochs_run": int(r.epochs_run),
+                "passed_at": None if math.isnan(pa) else int(pa), "final_accuracy": float(np.asarray(r.accuracy)[-1]),
+                "seconds": float(r.seconds), "status": r.status}
+               for r, pa in zip(t.sort_values(["sigma_w2", "depth"]).itertuples(),
+                                frames.train_verdicts(t.sort_values(["sigma_w2", "depth"]), 0.8, [])["passed_at"])],
+           "probes": probes,
+           "truth_by_epochs": {str(k): v for k, v in truth.items()},
+           "cross": {str(k): v for k, v in cross.items()},
+           "best_steps": {str(k): best_steps(v) for k, v in cross.items()}}
+    (HERE / "study.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
+    (HERE / "tables.md").write_text(markdown(json.loads((HERE / "study.json").read_text())))
+    if probes:
+        plot_cutoffs(probes, HERE / "cutoff_vs_steps.png")
+    if len(t):
+        plot_truth(truth, probes, HERE / "truth_vs_epochs.png")
+        plot_curves(t, HERE / "curves.png")
+    return out
+
+
+if __name__ == "__main__":
+    o = main(*sys.argv[1:])
+    print(f"{o['n_probes']} probes, {o['n_trainings']} trainings; study.json and figures written to {HERE}")
