@@ -201,6 +201,16 @@ def test_an_unreadable_lease_is_an_error_not_an_absent_one(storage, garbage):
     assert st.read_object(NAME)[0] == garbage  # left as it was
 
 
+def take_over(st, holder: dict, tries: int = 200) -> None:
+    """Replace the lease as another driver would: read it, swap only that version, and read again when the holder's
+    heartbeat renewed it in between (a heartbeat every 0.2-0.5 s does, on a loaded machine)."""
+    for _ in range(tries):
+        _, version = st.read_object(NAME)
+        if st.replace_object(NAME, json.dumps({**holder, "heartbeat": time.time()}).encode(), version) is not None:
+            return
+    pytest.fail(f"the lease could not be taken over in {tries} tries")
+
+
 def test_a_driver_whose_lease_is_taken_over_knows_it_and_leaves_the_lease_alone(storage):
     st = Store(storage, "sw")
     lost = threading.Event()
@@ -208,10 +218,8 @@ def test_a_driver_whose_lease_is_taken_over_knows_it_and_leaves_the_lease_alone(
     with pytest.raises(LeaseLost) as e:
         with mine:
             mine.check()  # held: nothing raised
-            _, version = st.read_object(NAME)
             # another driver judged us dead and took it over, as Lease.acquire does: a conditional replace
-            other = {"host": "node-2", "pid": 42, "token": "theirs", "what": "sweep run", "heartbeat": time.time()}
-            assert st.replace_object(NAME, json.dumps(other).encode(), version) is not None
+            take_over(st, {"host": "node-2", "pid": 42, "token": "theirs", "what": "sweep run"})
             assert lost.wait(30), "the heartbeat did not notice"
             with pytest.raises(LeaseLost):
                 mine.check()
@@ -239,9 +247,7 @@ def test_a_driver_that_loses_its_lease_stops_at_once_with_one_line(storage):
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert p.stdout.readline() == "holding\n", p.stderr.read()
-        _, version = st.read_object(NAME)
-        other = {"host": "node-2", "pid": 42, "token": "theirs", "what": "reconent compact", "heartbeat": time.time()}
-        assert st.replace_object(NAME, json.dumps(other).encode(), version) is not None
+        take_over(st, {"host": "node-2", "pid": 42, "token": "theirs", "what": "reconent compact"})
         out, err = p.communicate(timeout=60)  # well before its 600 s of work
     finally:
         if p.poll() is None:
@@ -273,9 +279,7 @@ def test_sweep_run_that_loses_its_lease_stops_its_trials_and_exits_1(tmp_path):
     try:
         wait_for(lambda: p.poll() is not None or any(probe.glob("part-*.parquet")), 300, "a first stored point")
         assert p.poll() is None, p.stderr.read()
-        _, version = st.read_object(NAME)
-        other = {"host": "node-2", "pid": 42, "token": "theirs", "what": "sweep run", "heartbeat": time.time()}
-        assert st.replace_object(NAME, json.dumps(other).encode(), version) is not None
+        take_over(st, {"host": "node-2", "pid": 42, "token": "theirs", "what": "sweep run"})
         out, err = p.communicate(timeout=300)
     finally:
         if p.poll() is None:
@@ -285,3 +289,23 @@ def test_sweep_run_that_loses_its_lease_stops_its_trials_and_exits_1(tmp_path):
         f"reconent: error: lease: sweep 'lost' in {tmp_path / 'store'} was taken over by sweep run on node-2")
     assert len(list(probe.glob("part-*.parquet"))) < 36  # stopped: the other points were not computed
     assert json.loads(st.read_object(NAME)[0])["token"] == "theirs"
+
+
+def test_a_driver_started_with_sigint_ignored_still_stops_when_it_loses_its_lease(tmp_path):
+    """A background job (nohup, `cmd &`, a CI runner) inherits SIGINT ignored; the lease must still stop it."""
+    import os
+    import signal
+
+    storage = str(tmp_path / "store")
+    st = Store(storage, "sw")
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, storage], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert p.stdout.readline() == "holding\n", p.stderr.read()
+        take_over(st, {"host": "node-2", "pid": 42, "token": "theirs", "what": "reconent compact"})
+        out, err = p.communicate(timeout=30)  # the hard exit after the grace period would come at 60 s
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 1 and err.startswith("reconent: error: lease: sweep 'sw'") and err.count("\n") == 1, err

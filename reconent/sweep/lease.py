@@ -212,10 +212,21 @@ class Lease:
             pass  # left behind: the next driver finds it stale, or this host's process gone
 
     def __enter__(self):
+        # A lost lease interrupts the main thread with SIGINT (_stop_driver). A process started in the background by a
+        # shell (nohup, `&`, some CI runners) inherits SIGINT ignored, and Python then never raises
+        # KeyboardInterrupt: the driver would run on until the grace period's hard exit. So while the lease is held,
+        # an ignored SIGINT gets Python's default handler (Tune installs its own during an experiment anyway).
+        self._sigint = None
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            self._sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
         return self.acquire()
 
     def __exit__(self, *exc):
-        self.release()
+        try:
+            self.release()
+        finally:
+            if self._sigint is not None:
+                signal.signal(signal.SIGINT, self._sigint)
         self.check()
 
 
