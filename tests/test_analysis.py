@@ -281,3 +281,11 @@ def test_load_concatenates_several_sweeps(tmp_path):
             df.to_parquet(tmp_path / name / kind / f"part-{df['point_id'].iloc[0]}.parquet")
     both = load([str(tmp_path / "a"), str(tmp_path / "b")], "probe")
     assert sorted(both["sweep"]) == ["a", "b"] and sorted(both["sigma_w2"]) == [1.0, 2.0]
+
+
+def test_the_theory_curve_is_blank_only_where_the_theory_has_no_value():
+    """A figure's σ_w² axis may start at 0, where the mean field is undefined: only that point is NaN."""
+    from reconent.analysis.boundary import theory_depth
+
+    d = theory_depth(np.array([0.0, 0.5]), 0.05, "tanh", arch="mlp")
+    assert np.isnan(d[0]) and d[1] == pytest.approx(7.148, abs=1e-3)  # 6·ξ_c at 0.5 (analysis/README.md: 7.1)

@@ -133,10 +133,13 @@ def theory_depth(sigma_w2, sigma_b2: float, activation: str, factor: float = 6.0
     """factor·ξ_c from reconent.theory (NaN where the activation or the arch has no mean-field model)."""
     if not _mean_field(arch):
         return np.full(np.shape(sigma_w2), np.nan) if np.ndim(sigma_w2) else math.nan
+    if np.ndim(sigma_w2):  # value by value: one σ_w² outside the theory (0, at a figure's edge) blanks only itself
+        return np.array([theory_depth(float(v), sigma_b2, activation, factor, arch) for v in np.ravel(sigma_w2)]
+                        ).reshape(np.shape(sigma_w2))
     try:
         return theory.trainable_depth(sigma_w2, sigma_b2, activation, factor=factor)
     except ValueError:
-        return np.full(np.shape(sigma_w2), np.nan) if np.ndim(sigma_w2) else math.nan
+        return math.nan
 
 
 def critical(sigma_b2: float, activation: str, arch: str | None = None) -> float:
