@@ -177,14 +177,19 @@ def moto_endpoint():
     exe = BIN / "moto_server"
     if not exe.exists():  # a test dependency: its absence fails the S3 tests, it never skips them
         pytest.fail("moto_server not installed: pip install -e .[test]")
+    yield from serve_moto(lambda port: [str(exe), "-H", "127.0.0.1", "-p", str(port)])
+
+
+def serve_moto(argv):
+    """Start an S3 API server (`argv(port)`: its command line), yield its URL once it accepts connections, and
+    end it by PID afterwards. Shared by the session's moto_server and test_lease's one-request-at-a-time one."""
     port = free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv(port), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
     def up():
         if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {proc.returncode}")
+            raise RuntimeError(f"the moto server exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return True
@@ -192,7 +197,7 @@ def moto_endpoint():
             return False
 
     try:
-        wait_for(up, 60, f"moto_server on {url}")
+        wait_for(up, 60, f"moto server on {url}")
         yield url
     finally:
         kill_group(proc)

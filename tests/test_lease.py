@@ -15,7 +15,7 @@ import pytest
 from reconent.sweep.lease import NAME, Lease, LeaseError, LeaseHeld, LeaseLost
 from reconent.sweep.store import Store
 
-from conftest import free_port, kill_group, wait_for
+from conftest import kill_group, serve_moto, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 24  # races per test: half for an absent lease (create), half for a stale one (take over)
@@ -42,24 +42,7 @@ def serial_moto():
     """A moto S3 server (the test extra: moto[server]) that serves one request at a time, ended by PID."""
     import moto  # noqa: F401 -- a missing test dependency fails here, it does not skip
 
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERIAL_MOTO, str(port)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def up():
-        if proc.poll() is not None:
-            raise RuntimeError(f"the moto server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 60, f"moto server on port {port}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        kill_group(proc)
+    yield from serve_moto(lambda port: [sys.executable, "-c", SERIAL_MOTO, str(port)])
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -29,19 +29,20 @@ def combos(spec) -> list[dict]:
     """Every combination of the axes, each arch sized by its own setting only (no duplicates)."""
     from reconent.science import archs
 
-    ax = axes(spec)
-    seen, out = set(), []
+    ax, out = axes(spec), []
     for vals in itertools.product(*ax.values()):
         c = dict(zip(ax, vals))
         # an arch is sized by one setting only (archs.build rejects the other)
         for size in archs.SIZES:
             if size != archs.get(c["arch"]).size:
                 c[size] = None
-        key = tuple(c.values())
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+        out.append(c)
+    return _unique(out)
+
+
+def _unique(dicts: list[dict]) -> list[dict]:
+    """The dicts without repeats, in first-seen order."""
+    return list({tuple(d.items()): d for d in dicts}.values())
 
 
 def train_mask(spec) -> list[bool]:
@@ -108,14 +109,7 @@ def train_point(spec, coords: dict) -> dict:
 
 def boundary_columns(spec) -> list[dict]:
     """The columns of a boundary search: every combination of the grid's axes but depth and seed."""
-    seen, out = set(), []
-    for c in combos(spec):
-        col = {k: v for k, v in c.items() if k not in ("depth", "seed")}
-        key = tuple(col.items())
-        if key not in seen:
-            seen.add(key)
-            out.append(col)
-    return out
+    return _unique([{k: v for k, v in c.items() if k not in ("depth", "seed")} for c in combos(spec)])
 
 
 def boundary_points(spec) -> list[dict]:
