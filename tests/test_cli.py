@@ -60,6 +60,8 @@ def test_probe_table(capsys):
     (["probe", "--arch", "transformer"], "--arch"),
     (["probe", "--depth", "two"], "--depth"),
     (["theory", "--sigma-b2", "-1"], "--sigma-b2"),
+    (["theory", "--sigma-b2", "1e9"], "sigma_b2"),  # past the quadrature's range: was scipy's traceback
+    (["theory", "--sigma-w2", "20"], "sigma_w2"),
 ])
 def test_bad_arguments_give_one_line_and_exit_2(capsys, argv, flag):
     code, out, err = run(capsys, *argv)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from reconent.errors import UserError
 from reconent.science import theory as T
 
 
@@ -154,3 +155,31 @@ def test_robust_over_the_sweep_range():
                     if act == "tanh":
                         assert math.isfinite(m["q_star"]) and m["chi_c"] < 1
                         assert (m["c_star"] == 1) == (m["phase"] == "ordered")
+
+
+def test_past_q_max_the_theory_refuses_instead_of_answering_wrongly():
+    # Inside the accepted range the 100-node sums still agree with adaptive quadrature to 1.6%; a few units of q
+    # further they do not (5% at q = 13), which is why Q_MAX exists.
+    sb = 0.05
+    edge = T.Q_MAX - 0.01
+    sw = (edge - sb) / gauss(lambda z: math.tanh(math.sqrt(edge) * z) ** 2)  # the σ_w² where q* ≈ edge
+    q = T.q_star(sw, sb)
+    assert q == pytest.approx(edge, rel=1e-3)
+    exact = sw * gauss(lambda z: (1 - math.tanh(math.sqrt(q) * z) ** 2) ** 2)
+    assert T.chi_1(sw, sb) == pytest.approx(exact, rel=0.016)
+    for bad_sw, bad_sb in ((20.0, 0.05), (4.0, 100.0), (4.0, 1e9)):
+        with pytest.raises(UserError, match="q\\* = .* is past 9"):
+            T.mean_field(bad_sw, bad_sb)
+
+
+def test_critical_line_stays_inside_the_theory_range_and_refuses_beyond_it():
+    # σ_b² = 3: χ₁ = 1 at σ_w² ≈ 4.91, q* ≈ 6.4; the search for it must not step past the edge (σ_w² = 9 is).
+    sw = T.critical_sigma_w2(3.0)
+    assert T.chi_1(sw, 3.0) == pytest.approx(1.0, abs=1e-9)
+    assert T.q_star(sw, 3.0) < T.Q_MAX
+    with pytest.raises(UserError):
+        T.q_star(9.0, 3.0)
+    for sb in (7.0, 1e9):  # the critical point would need q* > Q_MAX: a UserError (exit 2), not scipy's ValueError
+        with pytest.raises(UserError, match="no critical sigma_w2 .* use a smaller sigma_b2"):
+            T.critical_sigma_w2(sb)
+    assert T.critical_sigma_w2(100.0, "relu") == 2.0  # relu's closed form has no quadrature edge

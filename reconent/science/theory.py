@@ -8,7 +8,8 @@ and the empirical trainable depth is about 6·ξ_c.
 
 All Gaussian integrals ∫Dz f(z), Dz = e^{-z²/2}/√(2π) dz, are Gauss-Hermite sums (1D for q and χ₁,
 a 2D tensor grid for c and χ_c). With N = 100 nodes a side the tanh integrals are good to ~1e-10
-relative at q* ≤ 1, ~1e-5 at q* ≈ 3 and ~1e-3 at q* ≈ 7 (σ_w² = 10), as tanh(√q z) steepens; relu's
+relative at q* ≤ 1, ~1e-5 at q* ≈ 3 and ~1e-3 at q* ≈ 7 (σ_w² = 10), as tanh(√q z) steepens (tanh past
+q* = Q_MAX is refused); relu's
 kink costs ~2e-3 in the 2D c map (which relu's c* never needs). Floats in, floats out; no torch, no I/O.
 """
 
@@ -43,6 +44,9 @@ def _brentq(*args, **kw):  # scipy is imported on first use: the probe command n
     return brentq(*args, **kw)
 
 
+# tanh(√q z) steepens as q grows and 100 nodes stop resolving it: χ₁'s relative error is 4e-5 at q = 3, 6e-3 at
+# 7, 1.5% at 9, 5% at 13 and 32% at 30 (against adaptive quad). Past Q_MAX we refuse rather than answer wrongly.
+Q_MAX = 9.0
 _CRIT_TOL = 1e-10  # |χ - 1| below this is float noise: call it critical (ξ would exceed 1e10 layers)
 
 
@@ -122,7 +126,10 @@ def _q_star(sw, sb, activation):
     f = lambda t: q_map(math.exp(t), sw, sb, activation) / math.exp(t) - 1.0
     # M(q) ≤ σ_w² + σ_b² since tanh² < 1, so q* lies below that; at q = 1e-30 the ratio is ≫ 1 with
     # bias and ≈ σ_w² > 1 without.
-    return math.exp(_brentq(f, math.log(1e-30), math.log(sw + sb), xtol=1e-15))
+    lo, hi = math.log(1e-30), math.log(sw + sb)
+    if f(hi) >= 0:  # σ_b² ≫ σ_w²: M(q)/q rounds to 1 at the bound, so q* is that bound to float precision
+        return q_map(sw + sb, sw, sb, activation)
+    return math.exp(_brentq(f, lo, hi, xtol=1e-15))
 
 
 def _c_star(sw, sb, activation, q, chi1):
@@ -151,6 +158,9 @@ def _solve(sw, sb, activation):
     """(q*, χ₁, c*, χ_c) for validated float inputs; cached since every public function needs them."""
     _, dphi = _act(activation)
     q = _q_star(sw, sb, activation)
+    if activation == "tanh" and q > Q_MAX:
+        raise UserError(f"mean-field theory: q* = {q:.3g} at sigma_w2={sw:g}, sigma_b2={sb:g} is past {Q_MAX:g}, where "
+                        f"the quadrature is no longer accurate; use sigma_w2 + sigma_b2 below about 12")
     qe = _q_eval(q, activation)
     chi1 = float(sw * (_W1 @ dphi(math.sqrt(qe) * _Z1) ** 2))
     c = _c_star(sw, sb, activation, q, chi1)
@@ -203,11 +213,18 @@ def critical_sigma_w2(sigma_b2, activation="tanh"):
     _check(1.0, sigma_b2, activation)
     f = lambda sw: chi_1(sw, sigma_b2, activation) - 1.0
     # χ₁ ≤ σ_w² max φ'² = σ_w² < 1 at the low end; χ₁ grows with σ_w², so widen the top until it is > 1.
-    lo, hi = 1e-3, 4.0
+    lo, hi, top = 1e-3, 4.0, 1e4
+    if activation == "tanh":  # the σ_w² where q* reaches Q_MAX (from the q map's fixed point): the theory's edge
+        sb = float(sigma_b2)
+        top = (Q_MAX - sb) / (_W1 @ np.tanh(math.sqrt(Q_MAX) * _Z1) ** 2) * (1 - 1e-9) if sb < Q_MAX else 0.0
+        if top <= lo or f(top) < 0:
+            raise UserError(f"no critical sigma_w2 for sigma_b2={sigma_b2} where the mean-field quadrature is "
+                            f"accurate (q* <= {Q_MAX:g}); use a smaller sigma_b2")
+    hi = min(hi, top)
     while f(hi) < 0:
-        lo, hi = hi, 2 * hi
-        if hi > 1e4:
-            raise UserError(f"no critical sigma_w2 below 1e4 for sigma_b2={sigma_b2}")
+        if hi >= top:
+            raise UserError(f"no critical sigma_w2 below {top:g} for sigma_b2={sigma_b2}")
+        lo, hi = hi, min(2 * hi, top)
     # maxiter: at σ_b² = 0 the root sits where q* leaves 0 and χ₁ has a kink; bisection steps get there.
     return _brentq(f, lo, hi, xtol=1e-12, maxiter=500)
 
