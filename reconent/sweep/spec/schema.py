@@ -39,14 +39,14 @@ class Strict(BaseModel):
     def _unknown_keys(cls, v):
         # extra="forbid" alone says only "Extra inputs are not permitted"; name the allowed keys.
         if isinstance(v, dict):
-            bad = [k for k in v if k not in cls.keys()]
+            bad = [k for k in v if k not in cls.allowed_keys()]
             if bad:
-                raise SpecError(f"unknown key; allowed: {', '.join(cls.keys())}"
+                raise SpecError(f"unknown key; allowed: {', '.join(cls.allowed_keys())}"
                                 + (f" ({cls.HINT})" if cls.HINT else ""), str(bad[0]))
         return v
 
     @classmethod
-    def keys(cls) -> list[str]:
+    def allowed_keys(cls) -> list[str]:
         return list(cls.model_fields)
 
 
@@ -95,7 +95,7 @@ class Grid(Strict):
     _values: dict = PrivateAttr(default_factory=dict)
 
     @classmethod
-    def keys(cls) -> list[str]:
+    def allowed_keys(cls) -> list[str]:
         f = list(cls.model_fields)
         return f[:4] + list(archs.sizes()) + f[4:]  # after seed, as the fields were listed before settings
 
