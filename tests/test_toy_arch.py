@@ -90,6 +90,21 @@ def test_a_second_declaration_of_a_setting_is_refused(toy):
     assert "other" not in archs.names()
 
 
+def test_a_setting_of_another_type_is_a_column_of_that_type():
+    import pyarrow as pa
+
+    from reconent.sweep import columns
+
+    archs.register(Arch("keyed", _gated, size=Setting("variant", str, "which variant"), default_size=None, rtol=0.01))
+    try:
+        archs.check("variant", "b")  # a str setting without a check of its own takes any value
+        assert columns.SCHEMAS["train"].field("variant").type == pa.string()
+        assert columns.axes().index("variant") == columns.axes().index("channels") + 1  # after the built-ins
+    finally:
+        archs.unregister("keyed")
+    assert "variant" not in columns.SCHEMAS["train"].names
+
+
 def test_the_probe_runs_on_the_toy(toy):
     from reconent.science.probe import probe
 

@@ -149,11 +149,13 @@ def check(setting: str, value) -> None:
     (which names the field: `grid.depth[2]: depth must be >= 1, got 0`) all call it.
     """
     own = {s.name: s for s in settings()}.get(setting)
-    if own is not None and own.check is not None:
+    if own is not None and own.check is not None:  # a sizing setting that brings its own check
         own.check(value)
     elif setting == "depth" or (own is not None and own.type is not str):
         if value < 1:
             raise UserError(f"{setting} must be >= 1, got {value}")
+    elif own is not None:  # a str setting without a check of its own takes any value
+        pass
     elif setting in ("sigma_w2", "sigma_b2"):
         if not (math.isfinite(value) and value >= 0):
             raise UserError(f"{setting} is a variance and must be finite and >= 0, got {value}")
