@@ -99,7 +99,7 @@ def bench_probe(arch: str = "mlp", width: int | None = 784, depth: int = 30, ste
 
         d = datasets.load(dataset, data_root)
         in_shape = d.shape
-    size = {"width": width, "channels": channels}[a.size]
+    size = {"width": width, "channels": channels}.get(a.size)  # another setting: the arch's default
     body = archs.build(arch, depth, in_shape, sigma_w2=a.bench["sigma_w2"], sigma_b2=a.bench["sigma_b2"], seed=0,
                        **{a.size: size})
     gen = torch.Generator().manual_seed(0)

@@ -87,7 +87,7 @@ def run_probe(a) -> tuple[dict, object, object]:
 
     d = datasets.load(a.dataset, a.data_root, a.download)
     body = archs.build(a.arch, a.depth, d.shape, seed=a.seed, sigma_w2=a.sigma_w2, sigma_b2=a.sigma_b2,
-                       activation=a.activation, **{k: getattr(a, k) for k in archs.SIZES})
+                       activation=a.activation, **{k: getattr(a, k, None) for k in archs.sizes()})
     r = probe(body, d.train_x, d.test_x, steps=a.steps, epochs=a.epochs, checkpoints=a.checkpoints,
               batch_size=a.batch_size, lr=a.lr, rtol=a.rtol,
               train_samples=a.train_samples, eval_samples=a.eval_samples, device=a.device,

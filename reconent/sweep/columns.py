@@ -3,22 +3,29 @@
 A *point* is a flat dict: its identity columns (where it sits: sweep, kind, dataset and the grid
 coordinates) plus the settings of its kind. A *row* is the point plus how it ran and what it
 measured. Everything else derives from the lists below:
-- the grid axes of a spec (`AXES`, in enumeration order) and the resolved point (`point`);
+- the grid axes of a spec (`axes()`, in enumeration order) and the resolved point (`point`);
 - `point_id`, the one hash that names a point everywhere (parts, resume, analysis, synthetic rows);
 - the Parquet schema of each kind (`schema`), and so the store and the trial's empty row;
 - the keys the results loader carries into long tables (`carry`) and the analysis's grouping (`GROUP`);
 - the column tables of docs/schema.md (`markdown`; a test compares them).
 
 Adding a column means adding one `Column` here (and bumping SCHEMA_VERSION when its meaning or
-type changes); nothing else lists columns.
+type changes); nothing else lists columns. The one exception is an architecture's sizing setting
+(`width`, `channels`, or one a registered architecture brings: reconent.science.archs.Setting): its
+coordinate column is derived from that registry each time it is asked for (`coords()`), so a setting
+registered after this module was imported is a grid axis and a stored column too.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
+
+from reconent.science import archs
 
 SCHEMA_VERSION = 4  # 2: `rtol` left the point id (store.py migrates v1 parts); 3: probe `steps` became the
 # decoder budget (a setting) and the old result `steps` is `steps_run` (store.py reads v2 rows that way);
@@ -36,7 +43,7 @@ class Column:
     type: pa.DataType
     doc: str
     nullable: bool = False  # documented as "null" (the schema itself is nullable throughout, for error rows)
-    axis: int | None = None  # grid axis: its place in enumeration order (the highest varies fastest)
+    axis: int | None = None  # grid axis: its place in enumeration order (the highest varies fastest; ties: in order)
     identity: bool = True  # a setting hashed into the point id; False: an analysis rule, stored but re-derivable
     # A setting added after points were stored: at this value it is left out of the point id, so the ids
     # of points that ran before it existed (with this behaviour) stay the same. NULL_ONLY: left out when null.
@@ -56,20 +63,48 @@ META = [
     Column("point_id", _str, "16 hex digits, see above (equals the file name)"),
     Column("spec_hash", _str, "the resolved spec the row was computed for (`specs/<spec_hash>.yaml`)"),
 ]
-# Where the point sits. Every coordinate is hashed into the point id.
-COORDS = [
+# Where the point sits. Every coordinate is hashed into the point id (a sizing setting other than width and
+# channels only when it is set). Between these two lists: the sizing settings, see coords().
+_COORDS_BEFORE = [
     Column("kind", _str, "`probe` or `train`"),
     Column("dataset", _str, "`mnist5k`, `mnist`, `fashion_mnist`, `cifar10_gray`, `white_noise`"),
     Column("arch", _str, "a registered architecture (`reconent.science.archs`): `mlp`, `cnn`, `resnet`", axis=0),
     Column("activation", _str, "`tanh` or `relu`", axis=1),
-    Column("width", _int, "MLP hidden width; null = the input size (784 for MNIST, 1024 for CIFAR10)", True, 2),
-    Column("channels", _int, "conv width of cnn/resnet; null = the arch's default", True, 3),
+]
+_COORDS_AFTER = [
     Column("depth", _int, "counted layers: Dense layers (mlp) or blocks after the 3-layer conv stem (cnn, resnet)",
            axis=7),
     Column("sigma_w2", _f64, "weight variance at initialisation", axis=6),
     Column("sigma_b2", _f64, "bias variance at initialisation", axis=4),
     Column("seed", _int, "initialisation and batch order (never the data split)", axis=5),
 ]
+_SIZE_AXIS = 2  # the sizing settings' place in enumeration order (after arch and activation), in coords() order
+_ARROW = {int: _int, float: _f64, str: _str}
+# Sizing settings hashed even when null: they were columns before settings could be registered, and the ids of
+# stored points include them. Every later one is left out of the id while null, so no stored id changes.
+_HASHED_WHEN_NULL = ("width", "channels")
+
+
+def _setting_column(s: archs.Setting) -> Column:
+    return Column(s.name, _ARROW[s.type], s.doc, True, axis=_SIZE_AXIS,
+                  neutral=None if s.name in _HASHED_WHEN_NULL else NULL_ONLY)
+
+
+def coords() -> list[Column]:
+    """The coordinate columns: where a point sits, the registered architectures' sizing settings included."""
+    return list(_coords(archs.settings()))
+
+
+@functools.lru_cache(maxsize=8)
+def _coords(settings: tuple) -> tuple[Column, ...]:
+    sizes = [_setting_column(s) for s in settings]
+    taken = {c.name for c in META + _COORDS_BEFORE + _COORDS_AFTER + RUN} | {c.name for k in KINDS
+                                                                           for c in SETTINGS[k] + RESULTS[k]}
+    clash = [c.name for c in sizes if c.name in taken]
+    if clash:
+        raise ValueError(f"the architecture setting {clash[0]!r} would replace a column of the same name; rename it")
+    return (*_COORDS_BEFORE, *sizes, *_COORDS_AFTER)
+
 
 # ----------------------------------------------------------------------------- settings of each kind
 _batch = Column("batch_size", _int, "mini-batch size")
@@ -189,27 +224,48 @@ def _kind(kind: str) -> str:
 
 def columns(kind: str) -> list[Column]:
     """Every column of a row of `kind`, in schema order."""
-    return META + COORDS + SETTINGS[_kind(kind)] + RUN + RESULTS[kind]
+    return META + coords() + SETTINGS[_kind(kind)] + RUN + RESULTS[kind]
 
 
 def schema(kind: str) -> pa.Schema:
-    """The Parquet schema of `kind`; every part of a kind has exactly these columns."""
+    """The Parquet schema of `kind`; every part of a kind has exactly these columns. An older part without a
+    column (a setting registered since) reads it as null (store.layout._conform)."""
     return pa.schema([(c.name, c.type) for c in columns(kind)],
                      metadata={META_KEY: str(SCHEMA_VERSION).encode(), b"reconent_kind": kind.encode()})
 
 
-SCHEMAS = {k: schema(k) for k in KINDS}
-# Grid axes in enumeration order: the last varies fastest.
-AXES = tuple(c.name for c in sorted((c for c in COORDS if c.axis is not None), key=lambda c: c.axis))
+class _Schemas(Mapping):
+    """SCHEMAS[kind] is schema(kind) when it is asked for: the settings registered by then included."""
+
+    def __getitem__(self, kind):
+        if kind not in KINDS:
+            raise KeyError(kind)
+        return schema(kind)
+
+    def __iter__(self):
+        return iter(KINDS)
+
+    def __len__(self):
+        return len(KINDS)
+
+
+SCHEMAS = _Schemas()
+
+
+def axes() -> tuple[str, ...]:
+    """The grid axes in enumeration order (the last varies fastest)."""
+    return tuple(c.name for c in sorted((c for c in coords() if c.axis is not None), key=lambda c: c.axis))
+
+
 # One boundary L*(σ_w²) per group: every coordinate except the phase diagram's axes and the replicate.
 DIAGRAM = ("sigma_w2", "depth")
 REPLICATE = "seed"
-GROUP = [c.name for c in COORDS if c.name not in (*DIAGRAM, REPLICATE, "kind")]
+GROUP = [c.name for c in coords() if c.name not in (*DIAGRAM, REPLICATE, "kind")]  # as imported (the analysis')
 
 
 def point_keys(kind: str) -> list[str]:
     """The keys of a resolved point of `kind`: its sweep, coordinates and settings."""
-    return ["sweep"] + [c.name for c in COORDS + SETTINGS[_kind(kind)]]
+    return ["sweep"] + [c.name for c in coords() + SETTINGS[_kind(kind)]]
 
 
 def point(kind: str, sweep: str, coords: dict, settings: dict) -> dict:
@@ -238,7 +294,7 @@ def point_id(point: dict) -> str:
     The one function that names a point: stored parts are found by it, so it must never change
     for the same point (a change needs a schema migration, see store.migrate)."""
     skip = {"sweep", *NOT_IDENTITY.get(point.get("kind"), ())}
-    neutral = NEUTRAL.get(point.get("kind"), {})
+    neutral = {**NEUTRAL.get(point.get("kind"), {}), **{c.name: c.neutral for c in coords() if c.neutral is not None}}
     # a neutral setting that is None (a row or point from before it existed) is neutral too
     return hash_json({k: v for k, v in point.items()
                       if k not in skip and not (k in neutral and (v is None or v == neutral[k]))})
@@ -256,7 +312,7 @@ def hash_json(obj) -> str:
 def carry(kind: str) -> list[str]:
     """Columns the long tables carry for each element: identity, settings, status and scalar results."""
     scalar = [c.name for c in RESULTS[_kind(kind)] if not pa.types.is_list(c.type)]
-    return ["sweep", "point_id"] + [c.name for c in COORDS + SETTINGS[kind]] + ["status"] + scalar
+    return ["sweep", "point_id"] + [c.name for c in coords() + SETTINGS[kind]] + ["status"] + scalar
 
 
 # ----------------------------------------------------------------------------- docs
@@ -268,7 +324,7 @@ def _type(t: pa.DataType) -> str:
 
 def markdown(section: str) -> str:
     """The column table of docs/schema.md for `section`: 'common', 'probe' or 'train'."""
-    cols = META + COORDS + RUN if section == "common" else SETTINGS[section] + RESULTS[section]
+    cols = META + coords() + RUN if section == "common" else SETTINGS[section] + RESULTS[section]
     lines = ["| column | type | meaning |", "|---|---|---|"]
     lines += [f"| {c.name} | {_type(c.type)}{', null' if c.nullable else ''} | {c.doc} |" for c in cols]
     return "\n".join(lines)

@@ -152,7 +152,7 @@ def _body(point: dict, shape):
 
     return archs.build(point["arch"], int(point["depth"]), shape, seed=int(point["seed"]),
                        sigma_w2=float(point["sigma_w2"]), sigma_b2=float(point["sigma_b2"]),
-                       activation=point["activation"], **{k: point.get(k) for k in archs.SIZES})
+                       activation=point["activation"], **{k: point.get(k) for k in archs.sizes()})
 
 
 def _probe(point: dict, device: str, data_root, download) -> dict:

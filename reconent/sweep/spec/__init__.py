@@ -24,6 +24,6 @@ from __future__ import annotations
 from ..columns import point_id  # noqa: F401 -- re-exported: from reconent.sweep.spec import point_id
 from .errors import SpecError  # noqa: F401
 from .loader import META_KEYS, _Loader, load_spec  # noqa: F401
-from .schema import (FLOAT_AXES, INT_AXES, STR_AXES, Boundary, BoundarySettings, DepthRange, Grid,  # noqa: F401
-                     Probe, Range, Resources, Spec, Stride, Strict, Subset, Train)
+from .schema import (Boundary, BoundarySettings, DepthRange, Grid, Probe, Range, Resources, Spec,  # noqa: F401
+                     Stride, Strict, Subset, Train)
 from .storage import STORAGE_TIMEOUT, check_storage  # noqa: F401

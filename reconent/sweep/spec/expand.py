@@ -12,14 +12,14 @@ import math
 from reconent import __version__
 
 from .. import columns
-from ..columns import AXES, hash_json
+from ..columns import hash_json
 from .errors import SpecError
 
 
 def axes(spec) -> dict[str, list]:
-    """The expanded grid: every axis as a list of values, in AXES order (None where not given)."""
+    """The expanded grid: every axis as a list of values, in columns.axes() order (None where not given)."""
     v = spec.grid._values
-    out = {a: v.get(a, [None]) for a in AXES}
+    out = {a: v.get(a, [None]) for a in columns.axes()}
     if "arch" not in v:
         out["arch"] = [spec.arch]
     return out
@@ -33,7 +33,7 @@ def combos(spec) -> list[dict]:
     for vals in itertools.product(*ax.values()):
         c = dict(zip(ax, vals))
         # an arch is sized by one setting only (archs.build rejects the other)
-        for size in archs.SIZES:
+        for size in archs.sizes():
             if size != archs.get(c["arch"]).size:
                 c[size] = None
         out.append(c)
@@ -50,7 +50,7 @@ def train_mask(spec) -> list[bool]:
     sel, ax, cs = spec.train.points, axes(spec), combos(spec)
     if sel in ("none", "all") or hasattr(sel, "boundary"):  # a boundary search chooses its own points
         return [sel == "all"] * len(cs)
-    given = [a for a in AXES if a in spec.grid._values or a == "arch"]
+    given = [a for a in columns.axes() if a in spec.grid._values or a == "arch"]
     if hasattr(sel, "stride"):
         for a in sel.stride:
             if a not in given:

@@ -75,6 +75,8 @@ def _error(e: ValidationError) -> SpecError:
     errs = e.errors()
     err = errs[0]
     field, inner = _path(err["loc"]), (err.get("ctx") or {}).get("error")
+    if isinstance(inner, ValidationError):  # a part validated on its own (the grid's sizing axes)
+        inner = _error(inner)
     if isinstance(inner, SpecError):
         field = ".".join(x for x in (field, inner.field) if x).replace(".[", "[")
         msg = inner.msg

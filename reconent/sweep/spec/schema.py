@@ -6,28 +6,27 @@ it, with the field path). Validation does no I/O; expansion is spec/expand.py.
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
 import pyarrow as pa
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator,
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, create_model, field_validator,
                       model_validator)
 
+from reconent.science import archs
 from reconent.science.settings import ENTROPY_DTYPES, EVAL_DEPTHS, PROBE
 
 from .. import columns
-from ..columns import AXES
 from . import expand
 from .errors import SpecError
 from .storage import check_storage
 
-_TYPES = {c.name: c.type for c in columns.COORDS}
 
-# Grid axes in the order points are enumerated (the last varies fastest), by type.
-FLOAT_AXES = tuple(a for a in AXES if pa.types.is_floating(_TYPES[a]))
-INT_AXES = tuple(a for a in AXES if pa.types.is_integer(_TYPES[a]))
-STR_AXES = tuple(a for a in AXES if pa.types.is_string(_TYPES[a]))
+def _is(axis: str, kind) -> bool:
+    """The grid axis `axis` has values of this kind (pa.types.is_floating, is_integer, is_string)."""
+    return kind({c.name: c.type for c in columns.coords()}[axis])
 
 
 # ----------------------------------------------------------------------------- models
@@ -40,11 +39,15 @@ class Strict(BaseModel):
     def _unknown_keys(cls, v):
         # extra="forbid" alone says only "Extra inputs are not permitted"; name the allowed keys.
         if isinstance(v, dict):
-            bad = [k for k in v if k not in cls.model_fields]
+            bad = [k for k in v if k not in cls.allowed_keys()]
             if bad:
-                raise SpecError(f"unknown key; allowed: {', '.join(cls.model_fields)}"
+                raise SpecError(f"unknown key; allowed: {', '.join(cls.allowed_keys())}"
                                 + (f" ({cls.HINT})" if cls.HINT else ""), str(bad[0]))
         return v
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        return list(cls.model_fields)
 
 
 class Range(Strict):
@@ -58,7 +61,7 @@ class Range(Strict):
         if self.log and (self.start <= 0 or self.stop <= 0):
             raise SpecError(f"a log range needs start and stop > 0, got {self.start} and {self.stop}", axis)
         v = (np.geomspace if self.log else np.linspace)(self.start, self.stop, self.num)
-        if axis in INT_AXES:
+        if _is(axis, pa.types.is_integer):
             return sorted({int(round(x)) for x in v})
         return [float(x) for x in v]
 
@@ -72,27 +75,47 @@ def _axis(t):  # a list of values or a range; tags in <> are dropped from error 
                      Discriminator(_axis_kind)]
 
 
+@functools.lru_cache(maxsize=8)
+def _sizes_model(settings: tuple) -> type[BaseModel]:
+    """The grid's sizing axes (width, channels and any a registered architecture brings: science.archs.Setting),
+    one optional field each, validated like every other axis."""
+    return create_model("Grid", __base__=Strict, **{s.name: (_axis(s.type) | None, None) for s in settings})
+
+
 class Grid(Strict):
+    # The sizing settings (width: mlp hidden width, None = the input size; channels: cnn/resnet width, None =
+    # the arch's default; any registered one) are extra keys, checked by _sizes against the registry when used.
+    model_config = ConfigDict(extra="allow")
     sigma_w2: _axis(float)
     depth: _axis(int) | None = None  # required unless a boundary search without probes sets its own depths
     sigma_b2: _axis(float) = [0.05]
     seed: _axis(int) = [0]
-    width: _axis(int) | None = None  # mlp hidden width; None = the input size
-    channels: _axis(int) | None = None  # cnn/resnet width; None = the arch's default
     activation: _axis(str) = ["tanh"]
     arch: _axis(str) | None = None  # None = the spec's `arch`
     _values: dict = PrivateAttr(default_factory=dict)
 
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        f = list(cls.model_fields)
+        return f[:4] + list(archs.sizes()) + f[4:]  # after seed, as the fields were listed before settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sizes(cls, v):
+        if not isinstance(v, dict):
+            return v
+        sizes = {k: x for k, x in v.items() if k in archs.sizes()}
+        checked = _sizes_model(archs.settings()).model_validate(sizes)  # a problem: its path inside the grid
+        return {**v, **{k: getattr(checked, k) for k in sizes}}
+
     @model_validator(mode="after")
     def _expand(self):
-        from reconent.science import archs
-
-        for axis in AXES:
-            raw = getattr(self, axis)
+        for axis in columns.axes():
+            raw = getattr(self, axis, None)  # a sizing setting not given is no attribute (an extra key)
             if raw is None:
                 continue
             if isinstance(raw, Range):
-                if axis in STR_AXES:
+                if _is(axis, pa.types.is_string):
                     raise SpecError("a range needs numbers; give a list", axis)
                 vals = raw.values(axis)
             else:
@@ -101,12 +124,12 @@ class Grid(Strict):
                 raise SpecError("empty axis; give at least one value (leave the key out for the default)", axis)
             for i, v in enumerate(vals):
                 where = axis if isinstance(raw, Range) else f"{axis}[{i}]"
-                if axis in ("depth", "activation", *FLOAT_AXES, *archs.SIZES):  # the science's one check
+                if axis not in ("arch", "seed"):  # a network setting: the science's one check
                     try:
                         archs.check(axis, v)
                     except ValueError as e:
                         raise SpecError(str(e), where) from None
-                if axis in FLOAT_AXES:
+                if _is(axis, pa.types.is_floating):
                     vals[i] = float(f"{v:.12g}")  # 1.76 from a list and from a linspace give one point id
                 elif axis == "seed" and v < 0:
                     raise SpecError(f"seed must be >= 0, got {v}", where)
@@ -301,13 +324,11 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from reconent.science import archs
-
         if "arch" in self.model_fields_set and self.grid.arch is not None:
             raise SpecError("give either `arch` or `grid.arch`, not both", "arch")
         sizes = {a: archs.get(a).size for a in self.axes()["arch"]}
-        for size in archs.SIZES:
-            if getattr(self.grid, size) is not None and size not in sizes.values():
+        for size in archs.sizes():
+            if size in self.grid._values and size not in sizes.values():
                 by = sorted(a for a in archs.names() if archs.get(a).size == size)
                 raise SpecError(f"{size} sizes the {'/'.join(by)}; for {', '.join(sizes)} use grid."
                                 f"{', grid.'.join(sorted(set(sizes.values())))}", f"grid.{size}")
