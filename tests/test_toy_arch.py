@@ -189,3 +189,21 @@ def test_existing_point_ids_do_not_change(with_toy):
             ("train", "mlp")] * 2 + [("train", "cnn")] * 2
         assert [point_id(p) for p in pts] == PINNED_IDS and s.spec_hash == PINNED_HASH
         assert ("gate_width" in pts[0]) is with_toy  # a column of every point while registered, null here
+
+
+def test_the_analysis_keeps_each_value_of_the_setting_a_group_of_its_own(toy):
+    # Registered after the analysis was imported: its grouping must still see gate_width, or the two widths' probes
+    # would be pooled into one boundary (median cutoff 7 instead of 5 and 9).
+    import pandas as pd
+
+    from reconent.analysis import frames, synthetic
+    from reconent.analysis.boundary import predicted_boundary
+
+    rows = [dict(synthetic.probe_row(1.0, 20, cut, seed=s, arch="gated", activation="isru", width=None),
+                 gate_width=gw) for gw, cut in ((4, 5), (8, 9)) for s in (0, 1)]
+    probes = frames.probe_cutoffs(frames.check_columns(pd.DataFrame(rows), "probe", []))
+    assert "gate_width" in frames.group_keys()
+    b = predicted_boundary(probes, n_boot=0).sort_values("gate_width")
+    assert b["gate_width"].tolist() == [4.0, 8.0] and b["pred_lo"].tolist() == [5, 9]
+    key = tuple(b.iloc[0][frames.group_keys()])
+    assert frames.group_label(key) == "gated isru, gate_width 4, σ_b²=0.05, mnist5k"

@@ -16,10 +16,10 @@ from .agreement import (bootstrap, boundary_table, confusion, cost, epoch_budget
 from .boundary import (critical, deepest_probes, gap, predicted_boundary, theory_boundary, theory_depth,
                        true_boundary)
 from .core import Analysis, analyse, default_epochs, default_probe_steps
-from .frames import (GROUP, AnalysisError, AnalysisWarning, check_columns, load, per_layer, probe_budgets,
+from .frames import (group_keys, AnalysisError, AnalysisWarning, check_columns, load, per_layer, probe_budgets,
                      probe_cutoffs, train_verdicts)
 
-__all__ = ["Analysis", "AnalysisError", "AnalysisWarning", "GROUP", "analyse", "bootstrap", "boundary_table",
+__all__ = ["Analysis", "AnalysisError", "AnalysisWarning", "group_keys", "analyse", "bootstrap", "boundary_table",
            "check_columns", "confusion", "cost", "critical", "deepest_probes", "default_epochs", "default_probe_steps",
            "epoch_budgets", "gap", "load", "match", "metrics", "per_layer", "predicted_boundary", "probe_budgets",
            "probe_cutoffs", "score", "theory_boundary", "theory_depth", "train_verdicts", "true_boundary",

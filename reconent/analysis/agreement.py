@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .boundary import KEYS, gap, predict, predicted_boundary, seed_boundaries, true_boundary
-from .frames import GROUP
+from .boundary import boundary_keys, gap, predict, predicted_boundary, seed_boundaries, true_boundary
+from .frames import group_keys
 
 METRICS = ["precision", "recall", "f1", "balanced_accuracy", "accuracy"]
 
@@ -42,13 +42,13 @@ def match(probes: pd.DataFrame, trains: pd.DataFrame) -> pd.DataFrame:
     """Training trials with the prediction for them: columns `predicted` (True/False/NaN), `pred_source`
     ('seed' or 'median'), `pred_lo`, `pred_hi`, plus the trial's `trainable`, `seconds` and `probe_seconds`."""
     if not len(trains) or not len(probes):
-        return pd.DataFrame(columns=KEYS + ["depth", "seed", "trainable", "seconds", "pred_lo", "pred_hi", "predicted",
+        return pd.DataFrame(columns=boundary_keys() + ["depth", "seed", "trainable", "seconds", "pred_lo", "pred_hi", "predicted",
                                      "pred_source"])
     sb = seed_boundaries(probes)
-    pb = predicted_boundary(probes, n_boot=0)[KEYS + ["pred_lo", "pred_hi"]]
-    t = trains[KEYS + ["depth", "seed", "trainable", "seconds"]]
-    m = t.merge(sb[KEYS + ["seed", "pred_lo", "pred_hi"]], on=KEYS + ["seed"], how="left")
-    m = m.merge(pb, on=KEYS, how="left", suffixes=("", "_median"))
+    pb = predicted_boundary(probes, n_boot=0)[boundary_keys() + ["pred_lo", "pred_hi"]]
+    t = trains[boundary_keys() + ["depth", "seed", "trainable", "seconds"]]
+    m = t.merge(sb[boundary_keys() + ["seed", "pred_lo", "pred_hi"]], on=boundary_keys() + ["seed"], how="left")
+    m = m.merge(pb, on=boundary_keys(), how="left", suffixes=("", "_median"))
     own = m["pred_lo"].notna()
     m["pred_source"] = np.where(own, "seed", np.where(m["pred_lo_median"].notna(), "median", None))
     m["pred_lo"] = m["pred_lo"].where(own, m["pred_lo_median"])
@@ -65,7 +65,7 @@ def scored(matched: pd.DataFrame) -> pd.DataFrame:
 def boundary_table(probes: pd.DataFrame, trains: pd.DataFrame, n_boot: int = 1000, rng=0) -> pd.DataFrame:
     """Per (group, σ_w²): predicted and true intervals side by side, with their gap in depth and log-depth."""
     pb, tb = predicted_boundary(probes, n_boot=n_boot, rng=rng), true_boundary(trains)
-    b = pb.merge(tb, on=KEYS, how="outer", suffixes=("_pred", "_true"))
+    b = pb.merge(tb, on=boundary_keys(), how="outer", suffixes=("_pred", "_true"))
     b["distance_depth"] = gap(b["pred_lo"], b["pred_hi"], b["true_lo"], b["true_hi"])
     b["distance_log_depth"] = gap(b["pred_lo"], b["pred_hi"], b["true_lo"], b["true_hi"], log=True)
     # the probes' convergence: False when any seed's cutoff moved between its last two checkpoints
@@ -95,7 +95,7 @@ def round_sigma(v) -> float:
 def true_boundary_by_epochs(trains: pd.DataFrame, threshold: float | None = None, budgets=None) -> list[dict]:
     """The true boundary at several epoch budgets from one set of stored accuracy curves (anytime verdicts,
     frames.train_verdicts): one record per budget E and (group, σ_w²) with a known verdict at E,
-    {"epochs": E, <GROUP keys>, "sigma_w2", "lower", "upper", "censored", "predicted"}. `lower` = the deepest
+    {"epochs": E, <group_keys()>, "sigma_w2", "lower", "upper", "censored", "predicted"}. `lower` = the deepest
     trained depth that is trainable below the first untrainable one (boundary_table's true_lo), `upper` = that
     first untrainable depth (None, with censored True, when every trained depth with a known verdict passed);
     `predicted`: that untrainable verdict is the stop rule's prediction, not observed. `budgets`: default
@@ -111,10 +111,10 @@ def true_boundary_by_epochs(trains: pd.DataFrame, threshold: float | None = None
     out = []
     for E in budgets:
         tb = true_boundary(train_verdicts(trains, threshold, [], epochs=int(E)))
-        for r in tb.sort_values(KEYS).itertuples(index=False):
+        for r in tb.sort_values(boundary_keys()).itertuples(index=False):
             d = r._asdict()
             upper = None if bool(d["censored"]) else float(d["true_hi"] + 1)
-            out.append({"epochs": int(E), **{k: _plain(d[k]) for k in GROUP}, "sigma_w2": round_sigma(d["sigma_w2"]),
+            out.append({"epochs": int(E), **{k: _plain(d[k]) for k in group_keys()}, "sigma_w2": round_sigma(d["sigma_w2"]),
                         "lower": float(d["true_lo"]), "upper": upper, "censored": bool(d["censored"]),
                         "predicted": upper is not None and bool(d["upper_predicted"])})
     return out
@@ -133,8 +133,8 @@ class _Scorer:
     def __init__(self, probes: pd.DataFrame, trains: pd.DataFrame):
         sb, t = seed_boundaries(probes), trains[trains["trainable"].notna()]
         self.seeds = sorted(set(sb["seed"]) | set(t["seed"]))
-        keys = pd.concat([sb[KEYS], t[KEYS]]).drop_duplicates().reset_index(drop=True)
-        code = lambda d: keys.reset_index().merge(d[KEYS], on=KEYS, how="right")["index"].to_numpy()  # noqa: E731
+        keys = pd.concat([sb[boundary_keys()], t[boundary_keys()]]).drop_duplicates().reset_index(drop=True)
+        code = lambda d: keys.reset_index().merge(d[boundary_keys()], on=boundary_keys(), how="right")["index"].to_numpy()  # noqa: E731
         self.nk, sidx = len(keys), {s: i for i, s in enumerate(self.seeds)}
         self.P = np.full((2, self.nk, max(len(self.seeds), 1)), np.nan)  # [lo/hi, key, seed]
         if len(sb):
@@ -210,15 +210,15 @@ def cost(probes: pd.DataFrame, trains: pd.DataFrame, matched: pd.DataFrame) -> p
     """
     s = scored(matched)
     used = seed_boundaries(probes).merge(
-        probes[KEYS + ["seed", "depth", "seconds"]].rename(columns={"depth": "probe_depth"}),
-        on=KEYS + ["seed", "probe_depth"], how="left")
+        probes[boundary_keys() + ["seed", "depth", "seconds"]].rename(columns={"depth": "probe_depth"}),
+        on=boundary_keys() + ["seed", "probe_depth"], how="left")
     if len(s) and len(used):
-        by_seed = used.merge(s[KEYS + ["seed"]].drop_duplicates(), on=KEYS + ["seed"])
+        by_seed = used.merge(s[boundary_keys() + ["seed"]].drop_duplicates(), on=boundary_keys() + ["seed"])
         # trials predicted from the median read every seed's deepest probe at that σ_w²
-        med = s[s["pred_source"] == "median"][KEYS].drop_duplicates().merge(used, on=KEYS)
+        med = s[s["pred_source"] == "median"][boundary_keys()].drop_duplicates().merge(used, on=boundary_keys())
     else:  # nothing scored (an empty frame's key columns may not even merge)
         by_seed = med = used.iloc[:0]
-    used_cov = pd.concat([by_seed, med]).drop_duplicates(subset=KEYS + ["seed"])
+    used_cov = pd.concat([by_seed, med]).drop_duplicates(subset=boundary_keys() + ["seed"])
     rows = [("points both cover", len(used_cov), used_cov["seconds"].sum(), len(s), s["seconds"].sum()),
             ("whole grid", len(probes), probes["seconds"].sum(), len(trains), trains["seconds"].sum()),
             ("whole grid, deepest probes only", len(used), used["seconds"].sum(), len(trains),
@@ -247,8 +247,8 @@ def resolution_cost(boundaries: pd.DataFrame, trains: pd.DataFrame) -> pd.DataFr
     if len(b) and len(trains):
         from .frames import group_label
 
-        for key, g in b.groupby(GROUP, dropna=False, sort=True):
-            t = trains.merge(g[KEYS], on=KEYS)
+        for key, g in b.groupby(group_keys(), dropna=False, sort=True):
+            t = trains.merge(g[boundary_keys()], on=boundary_keys())
             finite = g[np.isfinite(g["true_hi"].astype(float))]
             if not len(t) or not len(finite):
                 continue

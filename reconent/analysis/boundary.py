@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from reconent.science import theory
-from .frames import GROUP, not_converged
+from .frames import group_keys, not_converged
 
-KEYS = GROUP + ["sigma_w2"]
+def boundary_keys() -> list[str]:
+    """A group and its σ_w²: one boundary point."""
+    return group_keys() + ["sigma_w2"]
 
 
 def _gkey(df):
-    return df.groupby(KEYS, dropna=False, sort=True)
+    return df.groupby(boundary_keys(), dropna=False, sort=True)
 
 
 def deepest_probes(probes: pd.DataFrame) -> pd.DataFrame:
@@ -32,14 +34,14 @@ def deepest_probes(probes: pd.DataFrame) -> pd.DataFrame:
     if not len(probes):
         return probes
     p = probes.reset_index(drop=True)
-    idx = p.sort_values("depth", kind="stable").groupby(KEYS + ["seed"], dropna=False, sort=False).tail(1).index
-    return p.loc[idx].sort_values(KEYS + ["seed"])
+    idx = p.sort_values("depth", kind="stable").groupby(boundary_keys() + ["seed"], dropna=False, sort=False).tail(1).index
+    return p.loc[idx].sort_values(boundary_keys() + ["seed"])
 
 
 def seed_boundaries(probes: pd.DataFrame) -> pd.DataFrame:
     """Per (group, σ_w², seed): predicted interval [pred_lo, pred_hi] from the deepest probe."""
     d = deepest_probes(probes)
-    out = d[KEYS + ["seed", "depth", "cutoff", "censored"]].rename(columns={"depth": "probe_depth"}).copy()
+    out = d[boundary_keys() + ["seed", "depth", "cutoff", "censored"]].rename(columns={"depth": "probe_depth"}).copy()
     out["pred_lo"] = np.where(out["censored"], out["probe_depth"], out["cutoff"]).astype(float)
     out["pred_hi"] = np.where(out["censored"], np.inf, out["cutoff"]).astype(float)
     # the probe's own convergence (frames.probe_cutoffs): its cutoff at the last two checkpoints
@@ -61,7 +63,7 @@ def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9
     (only when the probe saw no plateau and depth is beyond the probe).
     """
     sb = seed_boundaries(probes) if seeds is None else seeds
-    g = sb.groupby(KEYS, dropna=False, sort=True)
+    g = sb.groupby(boundary_keys(), dropna=False, sort=True)
     out = g.agg(pred_lo=("pred_lo", "median"), pred_hi=("pred_hi", "median"), n_seeds=("seed", "size"),
                 probe_depth=("probe_depth", "max"), n_not_converged=("not_converged", "sum"),
                 n_converged_known=("converged_known", "sum")).reset_index()
@@ -74,7 +76,7 @@ def predicted_boundary(probes: pd.DataFrame, n_boot: int = 1000, ci: float = 0.9
             if len(lo) > 1:
                 boots = np.median(rng.choice(lo.to_numpy(), size=(n_boot, len(lo))), axis=1)
                 out.loc[i, ["ci_lo", "ci_hi"]] = np.quantile(boots, [(1 - ci) / 2, (1 + ci) / 2])
-    return out[KEYS + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth", "censored",
+    return out[boundary_keys() + ["pred_lo", "pred_hi", "ci_lo", "ci_hi", "n_seeds", "probe_depth", "censored",
                        "n_not_converged", "n_converged_known"]]
 
 
@@ -90,7 +92,7 @@ def depth_verdicts(trains: pd.DataFrame) -> pd.DataFrame:
     t = trains[trains["trainable"].notna()].assign(trainable=lambda d: d["trainable"].astype(float))
     if "verdict_predicted" not in t:
         t = t.assign(verdict_predicted=False)
-    g = t.groupby(KEYS + ["depth"], dropna=False, sort=True)
+    g = t.groupby(boundary_keys() + ["depth"], dropna=False, sort=True)
     out = g.agg(frac=("trainable", "mean"), n=("trainable", "size"), predicted=("verdict_predicted", "any")).reset_index()
     out["trainable"] = out["frac"] >= 0.5
     return out
@@ -102,15 +104,15 @@ def true_boundary(trains: pd.DataFrame) -> pd.DataFrame:
     `n_violations` counts trainable depths above the first untrainable one (a non-monotone column);
     `upper_predicted`: the first untrainable depth's verdict rests on a run the stop rule ended (predicted)."""
     dv = depth_verdicts(trains)
-    cols = KEYS + ["true_lo", "true_hi", "n_depths", "censored", "n_violations", "upper_predicted"]
+    cols = boundary_keys() + ["true_lo", "true_hi", "n_depths", "censored", "n_violations", "upper_predicted"]
     if not len(dv):
         return pd.DataFrame(columns=cols)
     bad = dv["depth"].where(~dv["trainable"], np.inf)
-    dv["first_bad"] = bad.groupby([dv[k] for k in KEYS], dropna=False).transform("min")
+    dv["first_bad"] = bad.groupby([dv[k] for k in boundary_keys()], dropna=False).transform("min")
     below = dv["trainable"] & (dv["depth"] < dv["first_bad"])
     dv["lo"], dv["viol"] = dv["depth"].where(below, 0.0), dv["trainable"] & (dv["depth"] > dv["first_bad"])
     dv["upper_predicted"] = dv["predicted"].astype(bool) & (dv["depth"] == dv["first_bad"])
-    out = dv.groupby(KEYS, dropna=False, sort=True).agg(
+    out = dv.groupby(boundary_keys(), dropna=False, sort=True).agg(
         true_lo=("lo", "max"), first_bad=("first_bad", "min"), n_depths=("depth", "size"),
         n_violations=("viol", "sum"), upper_predicted=("upper_predicted", "any")).reset_index()
     out["true_lo"] = out["true_lo"].astype(float)
@@ -154,7 +156,7 @@ def critical(sigma_b2: float, activation: str, arch: str | None = None) -> float
 def theory_boundary(points: pd.DataFrame, factor: float = 6.0) -> pd.DataFrame:
     """Per (group, σ_w²) present in `points`: theory_depth = factor·ξ_c and the group's critical σ_w²,
     computed from each group's own σ_b² (the CNN's σ_b² ≈ 2e-5 included) and activation."""
-    keys = points[KEYS].drop_duplicates().sort_values(KEYS).reset_index(drop=True)
+    keys = points[boundary_keys()].drop_duplicates().sort_values(boundary_keys()).reset_index(drop=True)
     keys["theory_depth"] = [float(theory_depth(w, b, a, factor, arch)) for w, b, a, arch in
                             zip(keys["sigma_w2"], keys["sigma_b2"], keys["activation"], keys["arch"])]
     keys["critical_sigma_w2"] = [critical(b, a, arch) for b, a, arch in
@@ -185,7 +187,7 @@ def posterior_boundary(trains: pd.DataFrame, boundaries: pd.DataFrame) -> pd.Dat
     t = trains[trains["trainable"].notna()] if len(trains) else trains
     if not len(t) or not len(out):
         return out
-    gkeys = [k for k in KEYS if k != "sigma_w2"]
+    gkeys = [k for k in boundary_keys() if k != "sigma_w2"]
 
     def rows_of(df, r, keys):
         m = np.ones(len(df), bool)
@@ -194,7 +196,7 @@ def posterior_boundary(trains: pd.DataFrame, boundaries: pd.DataFrame) -> pd.Dat
         return df[m]
 
     for i, r in out.iterrows():
-        col = rows_of(t, r, KEYS)
+        col = rows_of(t, r, boundary_keys())
         if not len(col):
             continue
         model = Model(1, int(rows_of(t, r, gkeys)["depth"].max()))

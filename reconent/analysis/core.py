@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from .agreement import boundary_table, bootstrap, cost, match, resolution_cost, score, true_boundary_by_epochs
-from .boundary import KEYS, critical, deepest_probes, posterior_boundary, theory_boundary
-from .frames import (CONVERGED_FRACTION, CONVERGED_LAYERS, GROUP, AnalysisError, AnalysisWarning, not_converged,
+from .boundary import boundary_keys, critical, deepest_probes, posterior_boundary, theory_boundary
+from .frames import (CONVERGED_FRACTION, CONVERGED_LAYERS, group_keys, AnalysisError, AnalysisWarning, not_converged,
                      probe_budgets, probe_cutoffs, steps_list, train_verdicts)
 
 
@@ -42,7 +42,7 @@ class Analysis:
         return int(not_converged(d.get("converged", [])).sum())
 
     def groups(self) -> list[tuple]:
-        keys = pd.concat([self.probes[GROUP], self.trains[GROUP]]).drop_duplicates()
+        keys = pd.concat([self.probes[group_keys()], self.trains[group_keys()]]).drop_duplicates()
         return [tuple(r) for r in keys.itertuples(index=False)]
 
     def summary(self) -> dict:
@@ -131,7 +131,7 @@ def analyse(probes: pd.DataFrame | None, trains: pd.DataFrame | None, rtol: floa
                      f"{', '.join(map(str, stored['checkpoints'])) or 'none'}")
     t = train_verdicts(trains, threshold, notes, epochs=E)
     b = boundary_table(p, t, n_boot=n_boot, rng=rng)
-    b = b.merge(theory_boundary(b), on=KEYS, how="left") if len(b) else b.assign(theory_depth=[],
+    b = b.merge(theory_boundary(b), on=boundary_keys(), how="left") if len(b) else b.assign(theory_depth=[],
                                                                                     critical_sigma_w2=[])
     if len(b):  # the model's uncertainty, for adaptively chosen depths and grids alike
         b = posterior_boundary(t, b)

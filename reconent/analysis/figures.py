@@ -11,7 +11,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from .boundary import critical, deepest_probes, depth_verdicts, theory_depth  # noqa: E402
-from .frames import GROUP, group_label, per_layer  # noqa: E402
+from .frames import group_keys, group_label, per_layer  # noqa: E402
 
 TRUE_C, FALSE_C, PRED_C, THEORY_C, CRIT_C = "#2ca02c", "#d62728", "white", "#ff7f0e", "#bbbbbb"
 NOTCONV_C = "#e377c2"  # ring around a predicted point whose probe cutoff had not converged
@@ -26,7 +26,7 @@ def _not_converged(b: pd.DataFrame) -> pd.DataFrame:
 
 def _sel(df: pd.DataFrame, key) -> pd.DataFrame:
     m = np.ones(len(df), bool)
-    for c, v in zip(GROUP, key):
+    for c, v in zip(group_keys(), key):
         m &= (df[c].isna() & pd.isna(v)).to_numpy() | (df[c] == v).to_numpy()
     return df[m]
 
@@ -90,7 +90,7 @@ def layer_grid(probes: pd.DataFrame, column: str):
 
 def _overlays(ax, a, key, ymax: float, xlim, log: bool = False) -> None:
     b = _sel(a.boundaries, key).sort_values("sigma_w2")
-    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
+    sb2, act, arch = (key[group_keys().index(c)] for c in ("sigma_b2", "activation", "arch"))
     xs = np.geomspace(*xlim, 400) if log else np.linspace(*xlim, 400)
     th = theory_depth(xs, sb2, act, arch=arch)
     ax.plot(xs, np.where(th <= ymax * 1.05, th, np.nan), color=THEORY_C, lw=2, ls="--", zorder=3)
@@ -187,7 +187,7 @@ def curves_figure(a, key, path) -> bool:
     p = deepest_probes(_sel(a.probes, key))
     if not len(p) or "relative_entropy_median" not in p:
         return False
-    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
+    sb2, act, arch = (key[group_keys().index(c)] for c in ("sigma_b2", "activation", "arch"))
     sig = pick_sigmas(p["sigma_w2"], critical(sb2, act, arch))
     colors = plt.cm.plasma(np.linspace(0, 0.85, len(sig)))
     fig, (l, r) = plt.subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
@@ -231,7 +231,7 @@ def boundary_figure(a, key, path) -> bool:
     b = _sel(a.boundaries, key).sort_values("sigma_w2")
     if not len(b):
         return False
-    sb2, act, arch = (key[GROUP.index(c)] for c in ("sigma_b2", "activation", "arch"))
+    sb2, act, arch = (key[group_keys().index(c)] for c in ("sigma_b2", "activation", "arch"))
     fig, ax = plt.subplots(figsize=(8, 6), constrained_layout=True)
     log = _logx(b["sigma_w2"])
     e = _edges(np.sort(b["sigma_w2"].unique()), log)

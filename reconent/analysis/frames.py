@@ -12,13 +12,19 @@ import math
 import numpy as np
 import pandas as pd
 
+from reconent.science import archs
 from reconent.science.entropy import depth_cutoff
 from reconent.sweep import columns
 # Every column the analysis needs exists since row schema version 1 (v2 only took rtol out of the point id).
 READS_SCHEMA = 1
 
 # One predicted/true boundary L*(σ_w²) per group: everything except σ_w², depth and seed.
-GROUP = list(columns.GROUP)
+def group_keys() -> list[str]:
+    """The columns that name a group (every coordinate but σ_w², depth, seed and kind), registered
+    architecture settings included: read at call time, since an arch may be registered after import."""
+    return columns.group()
+
+
 # Columns without which a part of the analysis cannot run, per kind (all exist since schema version 1).
 NEEDS = {
     "probe": ["sigma_w2", "sigma_b2", "depth", "seed", "status", "rtol", "relative_entropy_norm_median"],
@@ -52,9 +58,9 @@ def load(uris, kind: str) -> pd.DataFrame:
 
 def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame:
     """Raise a one-line AnalysisError naming the missing columns and the schema they need; fill the
-    optional ones with NaN and say so. Returns a copy with GROUP columns present (None where absent)."""
+    optional ones with NaN and say so. Returns a copy with group_keys() columns present (None where absent)."""
     if df is None or not len(df):
-        return pd.DataFrame(columns=list(dict.fromkeys(GROUP + NEEDS[kind] + OPTIONAL[kind])))
+        return pd.DataFrame(columns=list(dict.fromkeys(group_keys() + NEEDS[kind] + OPTIONAL[kind])))
     # reconent.results fills a column an older part lacks with nulls: all-null counts as missing
     done = df[~df["status"].eq("error")] if "status" in df else df
     missing = [c for c in NEEDS[kind] if c not in df.columns or (len(done) and done[c].isna().all())]
@@ -63,7 +69,7 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
         raise AnalysisError(f"{kind} results lack column(s) {', '.join(missing)}; the analysis needs reconent "
                             f"row schema version >= {READS_SCHEMA} (found schema version {', '.join(found)})")
     df = df.reset_index(drop=True)  # frames concatenated by callers may repeat index labels
-    for c in GROUP:
+    for c in group_keys():
         if c not in df:
             df[c] = None
     absent = [c for c in OPTIONAL[kind] if c not in df.columns or (len(done) and done[c].isna().all())]
@@ -72,9 +78,10 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
                      f"{READS_SCHEMA}?): the parts that need them are left out")
         for c in absent:
             df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(lambda a: len(a) if a is not None else 0)
-    # width/channels are None where the architecture has none: as float NaN they group and merge consistently
-    for c in ("width", "channels"):
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    # A numeric sizing setting is None where the architecture has none: as float NaN it groups and merges consistently
+    for s in archs.settings():
+        if s.type is not str:
+            df[s.name] = pd.to_numeric(df[s.name], errors="coerce").astype(float)
     return df
 
 
@@ -309,10 +316,10 @@ def train_verdicts(trains: pd.DataFrame, threshold: float | None = None, notes: 
 
 
 def group_label(key) -> str:
-    """A short human label for a GROUP key tuple, naming only what is set."""
-    d = dict(zip(GROUP, key if isinstance(key, tuple) else (key,)))
-    size = (f"width {d['width']:.0f}" if pd.notna(d["width"]) else f"{d['channels']:.0f} channels"
-            if pd.notna(d["channels"]) else "width = input size" if d["arch"] == "mlp" else "")
+    """A short human label for a group_keys() key tuple, naming only what is set."""
+    d = dict(zip(group_keys(), key if isinstance(key, tuple) else (key,)))
+    sizes = [f"{k} {d[k]:.0f}" if isinstance(d[k], float) else f"{k} {d[k]}" for k in archs.sizes() if pd.notna(d.get(k))]
+    size = ", ".join(sizes) or ("width = input size" if d["arch"] == "mlp" else "")
     return ", ".join(s for s in (f"{d['arch']} {d['activation']}", size, f"σ_b²={d['sigma_b2']:g}",
                                  str(d["dataset"])) if s)
 

@@ -138,7 +138,7 @@ def boundary_display(a: Analysis) -> pd.DataFrame:
     b = a.boundaries.sort_values(["arch", "sigma_b2", "sigma_w2"])
     rng = lambda lo, hi: "–" if pd.isna(lo) else (f"{lo:g}" if lo == hi else f"{lo:g} … {'∞' if np.isinf(hi) else f'{hi:g}'}")  # noqa: E731
     return pd.DataFrame({
-        "group": [group_label(tuple(r)) for r in b[figures.GROUP].itertuples(index=False)],
+        "group": [group_label(tuple(r)) for r in b[figures.group_keys()].itertuples(index=False)],
         "σ_w²": b["sigma_w2"], "predicted L*": [rng(lo, hi) for lo, hi in zip(b["pred_lo"], b["pred_hi"])],
         "probe converged": [_converged(k, n) for k, n in zip(b["n_converged_known"], b["n_not_converged"])],
         "95% CI (seeds)": [("–" if pd.isna(x) else f"{x:g} … {y:g}") for x, y in zip(b["ci_lo"], b["ci_hi"])],

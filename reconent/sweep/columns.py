@@ -6,7 +6,7 @@ measured. Everything else derives from the lists below:
 - the grid axes of a spec (`axes()`, in enumeration order) and the resolved point (`point`);
 - `point_id`, the one hash that names a point everywhere (parts, resume, analysis, synthetic rows);
 - the Parquet schema of each kind (`schema`), and so the store and the trial's empty row;
-- the keys the results loader carries into long tables (`carry`) and the analysis's grouping (`GROUP`);
+- the keys the results loader carries into long tables (`carry`) and the analysis's grouping (`group`);
 - the column tables of docs/schema.md (`markdown`; a test compares them).
 
 Adding a column means adding one `Column` here (and bumping SCHEMA_VERSION when its meaning or
@@ -260,7 +260,11 @@ def axes() -> tuple[str, ...]:
 # One boundary L*(σ_w²) per group: every coordinate except the phase diagram's axes and the replicate.
 DIAGRAM = ("sigma_w2", "depth")
 REPLICATE = "seed"
-GROUP = [c.name for c in coords() if c.name not in (*DIAGRAM, REPLICATE, "kind")]  # as imported (the analysis')
+
+
+def group() -> list[str]:
+    """The analysis's group keys: every coordinate but the diagram's axes, the replicate and the kind."""
+    return [c.name for c in coords() if c.name not in (*DIAGRAM, REPLICATE, "kind")]
 
 
 def point_keys(kind: str) -> list[str]:
