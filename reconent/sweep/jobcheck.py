@@ -12,7 +12,14 @@ import sys
 from pathlib import Path
 
 # Distributions whose import name is not their name with '-' as '_'.
-IMPORT_NAMES = {"pyyaml": "yaml"}
+IMPORT_NAMES = {"pyyaml": "yaml", "google-cloud-storage": "google.cloud.storage"}
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
 
 
 def missing(pyproject: Path) -> list[str]:
@@ -25,7 +32,7 @@ def missing(pyproject: Path) -> list[str]:
         block = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", pyproject.read_text(), re.M | re.S).group(1)
         deps = re.findall(r'^\s*"([^"]+)"', block, re.M)
     names = [re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0].strip().lower() for d in deps]
-    return [n for n in names if importlib.util.find_spec(IMPORT_NAMES.get(n, n.replace("-", "_"))) is None]
+    return [n for n in names if not _importable(IMPORT_NAMES.get(n, n.replace("-", "_")))]
 
 
 def main() -> int:

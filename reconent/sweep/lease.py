@@ -8,12 +8,12 @@ a dead driver and is taken over, with a warning. A holder on the same host whose
 (a killed driver) is taken over at once.
 
 Taking and renewing are conditional writes where the storage has them (Store.conditional: local
-disk and S3; reconent.sweep.store.objects): the lease is created only if none exists (S3
-`If-None-Match: *`, local link(2)), and taken over or renewed only if it is still the version this
-driver read (S3 `If-Match: <ETag>`, local compare under flock(2)). Of two drivers starting at the
-same moment exactly one gets it; the other refuses. Elsewhere (GCS: no GCS client is installed to use
-`ifGenerationMatch`) the lease falls back to an atomic write read back after `settle` seconds, which
-leaves a window for writes slower than `settle` (docs/schema.md).
+disk, S3, GCS; reconent.sweep.store.objects): the lease is created only if none exists (S3
+`If-None-Match: *`, GCS `ifGenerationMatch=0`, local link(2)), and taken over or renewed only if it is
+still the version this driver read (S3 `If-Match: <ETag>`, GCS `ifGenerationMatch=<generation>`, local
+compare under flock(2)). Of two drivers starting at the same moment exactly one gets it; the other
+refuses. Elsewhere (a filesystem without them) the lease falls back to an atomic write read back after
+`settle` seconds, which leaves a window for writes slower than `settle` (docs/schema.md).
 
 A lease that cannot be read (garbled, or the storage failing) is an error (`LeaseError`), never taken
 for an absent one. A driver that loses its lease (taken over, or not renewed for `stale_after` less

@@ -25,14 +25,21 @@ def filesystem(uri: str, timeout: float | None = None) -> tuple[pafs.FileSystem,
     """(filesystem, path) for a local path, file://, s3:// or gs:// URI; local paths made absolute.
 
     pyarrow reads the URI's options (`s3://bucket/path?region=...&endpoint_override=host:port&scheme=http`)
-    and the environment (AWS_ENDPOINT_URL, credentials). `timeout` (seconds) bounds the wait on a remote
-    that does not answer, where the SDKs' defaults retry for minutes (GCS: 15): S3 connects and requests
+    and the environment (AWS_ENDPOINT_URL, credentials); gs:// goes to STORAGE_EMULATOR_HOST where that is
+    set (a GCS emulator, anonymously, as google-cloud-storage does). `timeout` (seconds) bounds the wait on
+    a remote that does not answer, where the SDKs' defaults retry for minutes (GCS: 15): S3 connects and requests
     time out after `timeout` each, with 2 attempts in all; GCS stops retrying after `timeout`.
     None keeps pyarrow's defaults."""
     uri = str(uri)
     if "://" not in uri:
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
     fs, path = pafs.FileSystem.from_uri(uri)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "").rstrip("/")
+    if isinstance(fs, pafs.GcsFileSystem) and emulator and not fs_options(fs)["endpoint_override"]:
+        # A GCS emulator, as google-cloud-storage (the lease's client) reads it: its address, no credentials
+        scheme, _, host = emulator.rpartition("://")
+        fs = pafs.GcsFileSystem(**{**fs_options(fs), "endpoint_override": host, "scheme": scheme or "http",
+                                   "anonymous": True})
     if timeout is not None:
         # The options pyarrow parsed (what pickling the filesystem keeps), with the timeouts added.
         opts = fs_options(fs)

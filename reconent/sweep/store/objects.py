@@ -5,12 +5,15 @@ only where none exists, replace or delete one only where it is still the version
   create, replace and delete compare and act under an exclusive flock(2) on `_<name>.lock` beside it.
 - S3: PutObject with `If-None-Match: *` (create) and `If-Match: <ETag>` (replace), DeleteObject with
   `If-Match`, through boto3 (pyarrow exposes neither).
-- anything else (GCS here: no GCS client is installed to use `ifGenerationMatch`): `conditional` is
-  False, and the caller falls back to plain atomic writes read back after a pause (reconent.sweep.lease).
+- GCS: uploads with `ifGenerationMatch=0` (create) and `ifGenerationMatch=<generation>` (replace), deletes
+  with `ifGenerationMatch`, through google-cloud-storage.
+- anything else: `conditional` is False, and the caller falls back to plain atomic writes read back after
+  a pause (reconent.sweep.lease).
 
-A version is an opaque string: the object's sha256 on local disk, its ETag on S3."""
+A version is an opaque string: the object's sha256 on local disk, its ETag on S3, its generation on GCS."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -27,8 +30,8 @@ class Objects:
 
     @property
     def conditional(self) -> bool:
-        """This storage offers create-if-absent and compare-and-swap (local disk, S3)."""
-        return isinstance(self.fs, (pafs.LocalFileSystem, pafs.S3FileSystem))
+        """This storage offers create-if-absent and compare-and-swap (local disk, S3, GCS)."""
+        return isinstance(self.fs, (pafs.LocalFileSystem, pafs.S3FileSystem, pafs.GcsFileSystem))
 
     def put_object(self, name: str, data: bytes) -> None:
         """Write `data` as <root>/<name>, atomically but unconditionally."""
@@ -51,6 +54,16 @@ class Objects:
                     return None
                 raise
             return got["Body"].read(), got["ETag"]
+        if isinstance(self.fs, pafs.GcsFileSystem):
+            from google.api_core.exceptions import NotFound
+
+            blob = self._gcs_blob(name)
+            try:
+                with _gcs_errors(self.path(name)):
+                    data = blob.download_as_bytes()
+            except NotFound:
+                return None
+            return data, str(blob.generation)  # the generation of the bytes read (x-goog-generation)
         try:
             with self.fs.open_input_stream(self.path(name)) as f:
                 data = f.read()
@@ -63,6 +76,8 @@ class Objects:
         if isinstance(self.fs, pafs.S3FileSystem):
             bucket, key = self._s3_key(name)
             return self._s3_conditional(lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*"))
+        if isinstance(self.fs, pafs.GcsFileSystem):
+            return self._gcs_upload(name, data, 0)  # generation 0: there is no live object
         self._local_only()
         with self._locked(name):
             tmp = self._local_tmp(name, data)
@@ -79,6 +94,8 @@ class Objects:
         if isinstance(self.fs, pafs.S3FileSystem):
             bucket, key = self._s3_key(name)
             return self._s3_conditional(lambda c: c.put_object(Bucket=bucket, Key=key, Body=data, IfMatch=version))
+        if isinstance(self.fs, pafs.GcsFileSystem):
+            return self._gcs_upload(name, data, int(version))
         self._local_only()
         with self._locked(name):
             cur = self.read_object(name)
@@ -93,6 +110,15 @@ class Objects:
             bucket, key = self._s3_key(name)
             return self._s3_conditional(lambda c: c.delete_object(Bucket=bucket, Key=key, IfMatch=version)) \
                 is not None
+        if isinstance(self.fs, pafs.GcsFileSystem):
+            from google.api_core.exceptions import NotFound, PreconditionFailed
+
+            try:
+                with _gcs_errors(self.path(name)):
+                    self._gcs_blob(name).delete(if_generation_match=int(version))
+            except (NotFound, PreconditionFailed):
+                return False
+            return True
         self._local_only()
         with self._locked(name):
             cur = self.read_object(name)
@@ -149,6 +175,68 @@ class Objects:
                 return None
             raise
         return out.get("ETag", "")
+
+    # ------------------------------------------------------------------ GCS
+    def _gcs_blob(self, name: str):
+        """The object <root>/<name> through google-cloud-storage, on the endpoint and identity pyarrow uses."""
+        o = fs_options(self.fs)
+        endpoint = o.get("endpoint_override") or None
+        if endpoint and "://" not in endpoint:
+            endpoint = f"{o.get('scheme') or 'https'}://{endpoint}"
+        bucket, _, key = self.path(name).partition("/")
+        return _gcs_client(endpoint, bool(o.get("anonymous")), o.get("project_id") or None).bucket(bucket).blob(key)
+
+    def _gcs_upload(self, name: str, data: bytes, generation: int) -> str | None:
+        """Upload only if the object's live generation is `generation` (0: none); its new generation, or None
+        where GCS refused it (412; 404 too, should the object be gone)."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        blob = self._gcs_blob(name)
+        try:
+            with _gcs_errors(self.path(name)):
+                blob.upload_from_string(data, content_type="application/json", if_generation_match=generation)
+        except PreconditionFailed:
+            return None
+        except NotFound:
+            if generation == 0:  # nothing to compare with: the bucket itself is missing
+                raise
+            return None
+        return str(blob.generation)
+
+
+@contextlib.contextmanager
+def _gcs_errors(path: str):
+    """NotFound and PreconditionFailed pass (the callers' answers); any other failure of the GCS API (denied,
+    throttled, a server error) becomes an OSError naming the object, as pyarrow's errors are."""
+    from google.api_core.exceptions import GoogleAPICallError, NotFound, PreconditionFailed
+
+    try:
+        yield
+    except (NotFound, PreconditionFailed):
+        raise
+    except GoogleAPICallError as e:
+        raise OSError(f"gs://{path}: {e}") from e
+
+
+_GCS = threading.local()  # google-cloud-storage's clients are not documented as thread-safe: one per thread
+
+
+def _gcs_client(endpoint, anonymous, project):
+    """A google-cloud-storage client on pyarrow's endpoint (else Google's; an emulator's comes from
+    STORAGE_EMULATOR_HOST through layout.filesystem) with Application Default Credentials unless anonymous."""
+    clients = _GCS.__dict__.setdefault("clients", {})
+    key = (endpoint, anonymous, project)
+    if key not in clients:
+        from google.cloud import storage
+
+        kw = {"client_options": {"api_endpoint": endpoint}} if endpoint else {}
+        if anonymous:
+            from google.auth.credentials import AnonymousCredentials
+
+            kw["credentials"] = AnonymousCredentials()
+        # project=None: objects need none, and looking one up can fail where buckets are reachable
+        clients[key] = storage.Client(project=project, **kw)
+    return clients[key]
 
 
 _CLIENT_LOCK = threading.Lock()
