@@ -19,6 +19,7 @@ import yaml
 
 from conftest import LoopbackCluster, kill_group, wait_for
 from reconent.cli import main
+from reconent.errors import UserError
 from reconent.sweep.trial import RESULTS, run_point, versions
 from reconent.sweep.columns import SCHEMA_VERSION, point_id
 
@@ -73,6 +74,12 @@ def test_sweep_status_runs_without_ray_or_optuna(tmp_path):
               "print(json.dumps([imported, [m for m in ('ray', 'optuna') if m in sys.modules], s['left']]))\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [[], [], 2]
+    # the spec file names the same sweep (its name and storage), as a user passing `sweep run`'s argument expects
+    from reconent.sweep.status import status
+
+    assert status(str(tmp_path / "s.yaml"))["left"] == 2
+    with pytest.raises(UserError, match="no sweep 'st' under"):
+        status(str(tmp_path / "s.yaml"), storage=str(tmp_path / "elsewhere"))
 
 
 def test_run_point_row_and_science_errors_are_data():

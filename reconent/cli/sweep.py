@@ -25,7 +25,8 @@ def register(sub) -> None:
                    help="stream the job's logs until it ends, and exit with its status (0 if it succeeded, else 1)")
     s.set_defaults(func=cmd_submit)
     st = sw.add_parser("status", help="points done, failed and left")
-    st.add_argument("sweep", metavar="NAME|URI", help="a sweep name (with --storage) or the URI of its folder")
+    st.add_argument("sweep", metavar="SPEC|NAME|URI",
+                    help="a spec file, a sweep name (with --storage) or the URI of the sweep's folder")
     st.add_argument("--storage", default=None)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)

@@ -9,8 +9,14 @@ from .uri import absolute_uri, split_sweep
 
 
 def locate(name_or_uri: str, storage: str | None) -> tuple[str, str]:
-    """(storage root, sweep name) from a sweep name (+ storage) or the URI of a sweep's folder."""
+    """(storage root, sweep name) from a sweep name (+ storage), the URI of a sweep's folder, or a spec file
+    (its name and storage; --storage overrides the storage, as for `sweep run`)."""
     s = str(name_or_uri).rstrip("/")
+    if Path(s).is_file():
+        from .spec import load_spec
+
+        spec = load_spec(s, storage_override=storage, check_storage=False)
+        return absolute_uri(spec.storage), spec.name
     if "://" in s or "/" in s or Path(s).is_dir():
         if storage is not None:
             raise UserError("give either a sweep URI or a sweep name with --storage, not both")
