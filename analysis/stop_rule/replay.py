@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reconent.analysis.boundary import KEYS, true_boundary
+from reconent.analysis.boundary import boundary_keys, true_boundary
+from reconent.science import archs
 from reconent.science.budget import Extrapolate, replay
 from reconent.sweep import results
 
@@ -46,8 +47,9 @@ def curves(rows: pd.DataFrame) -> pd.DataFrame:
     if "stopped_early" in ok:
         ok = ok[~ok["stopped_early"].eq(True)]
     ok["accuracy"] = ok["accuracy"].map(lambda a: [float(x) for x in a])
-    for c in ("width", "channels"):
-        ok[c] = pd.to_numeric(ok[c], errors="coerce").astype(float)
+    for s in archs.settings():  # numeric sizes as float NaN where unset, as the analysis reads them
+        if s.type is not str and s.name in ok:
+            ok[s.name] = pd.to_numeric(ok[s.name], errors="coerce").astype(float)
     return ok.reset_index(drop=True)
 
 
@@ -65,7 +67,7 @@ def replay_rows(rows: pd.DataFrame, rule, epochs: int | None = None, threshold: 
             continue  # never saw epoch E: it says nothing about this budget
         stop = replay(acc, E, thr, rule)
         ran = first if first is not None else E
-        out.append({**{k: getattr(r, k) for k in KEYS + ["depth", "seed", "point_id"]}, "epochs_used": E,
+        out.append({**{k: getattr(r, k) for k in boundary_keys() + ["depth", "seed", "point_id"]}, "epochs_used": E,
                     "threshold_used": thr, "trainable": first is not None, "passed_at": first,
                     "stop_epoch": None if stop is None else stop["epoch"],
                     "stop_bound": None if stop is None else stop["bound"],
@@ -78,8 +80,9 @@ def summarise(rec: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     if not len(rec):
         return {"runs": 0}, pd.DataFrame()
     tb = true_boundary(rec.assign(trainable=rec["trainable"].astype(object)))
-    first_bad = tb.assign(first_untrainable=tb["true_hi"] + 1)[KEYS + ["first_untrainable"]]
-    flips = rec[rec["trainable"] & rec["stop_epoch"].notna()].merge(first_bad, on=KEYS, how="left")
+    keys = boundary_keys()
+    first_bad = tb.assign(first_untrainable=tb["true_hi"] + 1)[keys + ["first_untrainable"]]
+    flips = rec[rec["trainable"] & rec["stop_epoch"].notna()].merge(first_bad, on=keys, how="left")
     flips["layers_below_first_untrainable"] = flips["first_untrainable"] - flips["depth"]
     top = pd.to_numeric(flips["first_untrainable"], errors="coerce").astype(float)
     # no untrainable depth in the column: no boundary near it, so far by definition
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
     flips = pd.concat([f for f in all_flips if len(f)], ignore_index=True) if any(len(f) for f in all_flips) \
         else pd.DataFrame()
     if len(flips):
-        cols = KEYS + ["depth", "seed", "epochs_used", "threshold_used", "passed_at", "stop_epoch", "stop_bound",
+        cols = boundary_keys() + ["depth", "seed", "epochs_used", "threshold_used", "passed_at", "stop_epoch", "stop_bound",
                        "first_untrainable", "layers_below_first_untrainable", "far"]
         print("flipped runs:\n" + flips[cols].to_string(index=False))
     if a.out:
