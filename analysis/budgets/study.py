@@ -1,10 +1,10 @@
 """Study "budgets": how the probe's boundary moves with its decoder budget, how the true boundary moves with the
 training budget, and which probe budget predicts which training budget (issue 16, items 1-3).
 
-    .venv/bin/python analysis/budgets/study.py [analysis/budgets/data]
+    .venv/bin/python analysis/budgets/study.py [DATA [OUT]]     # defaults: analysis/budgets/data, analysis/budgets
 
 Reads the committed rows under data/ (the sweeps of run_study.sh; partial data is fine: what is missing is
-listed as missing) and writes next to this file:
+listed as missing) and writes into OUT (next to this file):
 - study.json: every number of the README's tables;
 - cutoff_vs_steps.png: the probe's cutoff against decoder steps (log axis), one line per (σ_w², probe depth), with
   6·ξ_c drawn as a dashed level where it is finite and on the scale;
@@ -201,7 +201,8 @@ def markdown(out: dict) -> str:
         lines += ["| σ_w² | probe depth | " + " | ".join(f"{k} steps" for k in ks) + " | 6·ξ_c | probe s |",
                   "|---:|---:|" + "---:|" * (len(ks) + 2)]
         for p in sorted(out["probes"], key=lambda r: (r["sigma_w2"], r["depth"])):
-            cells = [(f"{p['cutoff'][k]}{'*' if p['censored'][k] else ''}" if k in p["cutoff"] else "–") for k in ks]
+            cut, cen = ({int(k): v for k, v in p[c].items()} for c in ("cutoff", "censored"))  # JSON keys are strings
+            cells = [(f"{cut[k]}{'*' if cen[k] else ''}" if k in cut else "–") for k in ks]
             six = "∞" if p["six_xi_c"] is None else f"{p['six_xi_c']:.1f}"
             lines.append(f"| {p['sigma_w2']:g} | {p['depth']} | " + " | ".join(cells) + f" | {six} | {p['seconds']:.0f} |")
         lines += ["", "(* censored: no plateau inside the probe)", ""]
@@ -239,7 +240,9 @@ def markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(data: str = str(HERE / "data")) -> dict:
+def main(data: str = str(HERE / "data"), out_dir: str = str(HERE)) -> dict:
+    od = Path(out_dir)
+    od.mkdir(parents=True, exist_ok=True)
     p, t = _load(Path(data), "probe"), _load(Path(data), "train")
     probes = probe_table(p)
     truth = {thr: truth_table(t, thr) for thr in THRESHOLDS}
@@ -257,16 +260,17 @@ def main(data: str = str(HERE / "data")) -> dict:
            "truth_by_epochs": {str(k): v for k, v in truth.items()},
            "cross": {str(k): v for k, v in cross.items()},
            "best_steps": {str(k): best_steps(v) for k, v in cross.items()}}
-    (HERE / "study.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
-    (HERE / "tables.md").write_text(markdown(json.loads((HERE / "study.json").read_text())))
+    (od / "study.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
+    (od / "tables.md").write_text(markdown(json.loads((od / "study.json").read_text())))
     if probes:
-        plot_cutoffs(probes, HERE / "cutoff_vs_steps.png")
+        plot_cutoffs(probes, od / "cutoff_vs_steps.png")
     if len(t):
-        plot_truth(truth, probes, HERE / "truth_vs_epochs.png")
-        plot_curves(t, HERE / "curves.png")
+        plot_truth(truth, probes, od / "truth_vs_epochs.png")
+        plot_curves(t, od / "curves.png")
     return out
 
 
 if __name__ == "__main__":
     o = main(*sys.argv[1:])
-    print(f"{o['n_probes']} probes, {o['n_trainings']} trainings; study.json and figures written to {HERE}")
+    where = sys.argv[2] if len(sys.argv) > 2 else HERE
+    print(f"{o['n_probes']} probes, {o['n_trainings']} trainings; study.json and figures written to {where}")
