@@ -8,6 +8,8 @@ listed as missing) and writes into OUT (next to this file):
 - study.json: every number of the README's tables;
 - cutoff_vs_steps.png: the probe's cutoff against decoder steps (log axis), one line per (σ_w², probe depth), with
   6·ξ_c drawn as a dashed level where it is finite and on the scale;
+- profiles_by_steps.png: each probe's normalised median entropy profile at every checkpoint, with the 1 ± rtol band
+  its cutoff is read against;
 - truth_vs_epochs.png: the true L* bracket against the training epoch budget (log axis), one panel per trained σ_w²,
   with the probe's cutoff at each checkpoint drawn as a level;
 - curves.png: every stored accuracy curve, one panel per trained σ_w², coloured by depth, with the threshold.
@@ -134,6 +136,37 @@ def plot_cutoffs(probes: list[dict], path: Path) -> None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_profiles(p: pd.DataFrame, path: Path) -> None:
+    """Each probe's normalised median profile S_l/S_L at every checkpoint (the layers it evaluated), with the band
+    1 ± rtol the cutoff is read against: where the profile's noise is as wide as the band, the cutoff wanders."""
+    rows = [r for _, r in p.sort_values(["sigma_w2", "depth"]).iterrows() if r["checkpoint_steps"] is not None]
+    if not rows:
+        return
+    n = len(rows)
+    cols = min(n, 4)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.0 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    cmap = plt.get_cmap("plasma")
+    for ax, r in zip(axes.flat, rows):
+        steps = frames.steps_list(r["checkpoint_steps"])
+        for i, (k, prof) in enumerate(zip(steps, r["checkpoint_norm_median"])):
+            y = np.asarray(prof, float)
+            at = np.flatnonzero(np.isfinite(y))
+            ax.plot(at + 1, y[at], marker=".", ms=2, lw=0.8, color=cmap(i / max(len(steps) - 1, 1)), label=f"{k}")
+        rt = float(r["rtol"])
+        ax.axhspan(1 - rt, 1 + rt, color="grey", alpha=0.25, lw=0)
+        ax.set_ylim(0.95, 1.01)
+        ax.set_title(f"σ_w² {r['sigma_w2']:g}, depth {int(r['depth'])} (band: 1 ± rtol {rt:g})", fontsize=8)
+        ax.set_xlabel("layer", fontsize=8)
+    axes.flat[0].set_ylabel("S_l / S_L (median)", fontsize=8)
+    axes.flat[0].legend(fontsize=6, title="steps", title_fontsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -264,6 +297,7 @@ def main(data: str = str(HERE / "data"), out_dir: str = str(HERE)) -> dict:
     (od / "tables.md").write_text(markdown(json.loads((od / "study.json").read_text())))
     if probes:
         plot_cutoffs(probes, od / "cutoff_vs_steps.png")
+        plot_profiles(p, od / "profiles_by_steps.png")
     if len(t):
         plot_truth(truth, probes, od / "truth_vs_epochs.png")
         plot_curves(t, od / "curves.png")
