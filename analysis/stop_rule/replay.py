@@ -144,8 +144,8 @@ def main(argv=None) -> int:
     flips = pd.concat([f for f in all_flips if len(f)], ignore_index=True) if any(len(f) for f in all_flips) \
         else pd.DataFrame()
     if len(flips):
-        cols = boundary_keys() + ["depth", "seed", "epochs_used", "threshold_used", "passed_at", "stop_epoch", "stop_bound",
-                       "first_untrainable", "layers_below_first_untrainable", "far"]
+        cols = boundary_keys() + ["depth", "seed", "epochs_used", "threshold_used", "passed_at", "stop_epoch",
+                                  "stop_bound", "first_untrainable", "layers_below_first_untrainable", "far"]
         print("flipped runs:\n" + flips[cols].to_string(index=False))
     if a.out:
         out = Path(a.out)
