@@ -236,7 +236,8 @@ def markdown(out: dict) -> str:
         for p in sorted(out["probes"], key=lambda r: (r["sigma_w2"], r["depth"])):
             cut, cen = ({int(k): v for k, v in p[c].items()} for c in ("cutoff", "censored"))  # JSON keys are strings
             cells = [(f"{cut[k]}{'*' if cen[k] else ''}" if k in cut else "–") for k in ks]
-            six = "∞" if p["six_xi_c"] is None else f"{p['six_xi_c']:.1f}"
+            # at criticality ξ_c diverges; numerically it is only huge
+            six = "∞" if p["six_xi_c"] is None or p["six_xi_c"] > 1e3 else f"{p['six_xi_c']:.1f}"
             lines.append(f"| {p['sigma_w2']:g} | {p['depth']} | " + " | ".join(cells) + f" | {six} | {p['seconds']:.0f} |")
         lines += ["", "(* censored: no plateau inside the probe)", ""]
     for thr, truth in out["truth_by_epochs"].items():
