@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reconent.analysis import frames
 from reconent.analysis.boundary import boundary_keys, true_boundary
-from reconent.science import archs
 from reconent.science.budget import Extrapolate, replay
 from reconent.sweep import results
 
@@ -47,10 +47,7 @@ def curves(rows: pd.DataFrame) -> pd.DataFrame:
     if "stopped_early" in ok:
         ok = ok[~ok["stopped_early"].eq(True)]
     ok["accuracy"] = ok["accuracy"].map(lambda a: [float(x) for x in a])
-    for s in archs.settings():  # numeric sizes as float NaN where unset, as the analysis reads them
-        if s.type is not str and s.name in ok:
-            ok[s.name] = pd.to_numeric(ok[s.name], errors="coerce").astype(float)
-    return ok.reset_index(drop=True)
+    return frames.numeric_sizes(ok).reset_index(drop=True)
 
 
 def replay_rows(rows: pd.DataFrame, rule, epochs: int | None = None, threshold: float | None = None) -> pd.DataFrame:

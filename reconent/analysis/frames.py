@@ -78,9 +78,14 @@ def check_columns(df: pd.DataFrame, kind: str, notes: list[str]) -> pd.DataFrame
                      f"{READS_SCHEMA}?): the parts that need them are left out")
         for c in absent:
             df[c] = np.nan if c != "epochs_run" else df["accuracy"].map(lambda a: len(a) if a is not None else 0)
-    # A numeric sizing setting is None where the architecture has none: as float NaN it groups and merges consistently
+    return numeric_sizes(df)
+
+
+def numeric_sizes(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every numeric sizing setting it has as float, NaN where unset (None where the architecture has
+    none): so rows group and merge consistently by size."""
     for s in archs.settings():
-        if s.type is not str:
+        if s.type is not str and s.name in df:
             df[s.name] = pd.to_numeric(df[s.name], errors="coerce").astype(float)
     return df
 
