@@ -21,6 +21,9 @@ def test_study_tables_read_the_probe_at_each_checkpoint_and_the_truth_at_each_bu
     # σ_w² 4: depth 6 passes 0.8 at epoch 3, depth 10 at epoch 12, depth 14 never within its 20 epochs
     for d, curve in ((6, [0.3, 0.6, 0.85]), (10, [0.5] * 11 + [0.82]), (14, [0.4] * 20)):
         trains.write_part("train", syn.train_row(4.0, d, curve=curve, epochs=20, threshold=0.8, sweep="budgets_train"))
+    # a second seed at depth 14 passes at epoch 4: it must not move seed 0's bracket, and is shown beside it
+    Store(str(tmp_path / "data"), "budgets_train_seed1").write_part("train", syn.train_row(
+        4.0, 14, curve=[0.3, 0.5, 0.7, 0.9], epochs=20, threshold=0.8, seed=1, sweep="budgets_train_seed1"))
     run = subprocess.run([sys.executable, str(ROOT / "analysis/budgets/study.py"), str(tmp_path / "data"),
                           str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stderr
@@ -33,5 +36,8 @@ def test_study_tables_read_the_probe_at_each_checkpoint_and_the_truth_at_each_bu
     # 2 epochs: nothing passed yet; 5: depth 6 passed, 10 failed; 20: 10 passed, 14 failed
     assert [(by[e]["lower"], by[e]["upper"]) for e in (2, 5, 20)] == [(0, 6), (6, 10), (10, 14)], by
     assert "| 4 | < 6 | < 6 | 6 … 9 | 6 … 9 | 10 … 13 |" in tables, tables  # 1, 2, 5, 10, 20 epochs
+    (pair,) = s["seeds"]
+    assert pair["depth"] == 14 and pair["seeds"]["0"]["passed_at"] is None and pair["seeds"]["1"]["passed_at"] == 4
+    assert "| 4 | 14 | – (0.400) | 4 (0.900) |" in tables, tables
     figures = {"cutoff_vs_steps.png", "profiles_by_steps.png", "truth_vs_epochs.png", "curves.png"}
     assert {f.name for f in (tmp_path / "out").iterdir()} >= figures

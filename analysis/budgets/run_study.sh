@@ -15,11 +15,12 @@ logger=$!
 trap 'kill $logger' EXIT
 if [[ $what == all || $what == train ]]; then
   $RECONENT sweep run analysis/budgets/train.yaml
+  $RECONENT sweep run analysis/budgets/train_seed1.yaml   # a second seed on the chaotic columns
 fi
 if [[ $what == all || $what == probes ]]; then
   for f in probe_d40 probe_d80 probe_d120 probe_critical; do $RECONENT sweep run analysis/budgets/$f.yaml; done
 fi
-for s in budgets_train budgets_probe; do
+for s in budgets_train budgets_train_seed1 budgets_probe; do
   [[ -d $DATA/$s ]] && $RECONENT compact $DATA/$s
 done
 if [[ $what == all || $what == study ]]; then

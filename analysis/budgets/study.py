@@ -13,6 +13,9 @@ listed as missing) and writes into OUT (next to this file):
 - truth_vs_epochs.png: the true L* bracket against the training epoch budget (log axis), one panel per trained σ_w²,
   with the probe's cutoff at each checkpoint drawn as a level;
 - curves.png: every stored accuracy curve, one panel per trained σ_w², coloured by depth, with the threshold.
+
+The truth tables read the probes' first seed (seed 0) only: seeds are never pooled into one bracket. Trainings of
+other seeds (train_seed1.yaml) go into their own table, point by point beside seed 0 ("seeds" in study.json).
 """
 from __future__ import annotations
 
@@ -80,6 +83,23 @@ def truth_table(t: pd.DataFrame, threshold: float) -> list[dict]:
         return []
     largest = int(pd.to_numeric(t["epochs"]).max())
     return agreement.true_boundary_by_epochs(t, threshold, [e for e in EPOCHS if e <= largest])
+
+
+def seed_table(t: pd.DataFrame, threshold: float = 0.8) -> list[dict]:
+    """Every (σ_w², depth) trained with more than one seed: per seed, the epoch it passed `threshold` at (None: not
+    within its budget) and its final accuracy, so a verdict that changes with the seed is visible point by point."""
+    if not len(t) or t["seed"].nunique() < 2:
+        return []
+    v = frames.train_verdicts(t, threshold, [])
+    out = []
+    for (sw, d), g in v.groupby(["sigma_w2", "depth"]):
+        if g["seed"].nunique() < 2:
+            continue
+        out.append({"sigma_w2": float(sw), "depth": int(d), "seeds": {
+            str(int(r.seed)): {"passed_at": None if pd.isna(r.passed_at) else int(r.passed_at),
+                               "epochs_run": int(r.epochs_run), "final_accuracy": float(np.asarray(r.accuracy)[-1])}
+            for r in g.sort_values("seed").itertuples()}})
+    return out
 
 
 def cross_table(probes: list[dict], truth: list[dict]) -> list[dict]:
@@ -265,6 +285,16 @@ def markdown(out: dict) -> str:
                 by = dict(zip(h["epochs"], h["error"]))
                 lines.append(f"| {s_} | " + " | ".join(f"{by[e]:+.0f}" if e in by else "–" for e in es) + " |")
             lines.append("")
+    if out.get("seeds"):
+        seeds = sorted({k for r in out["seeds"] for k in r["seeds"]}, key=int)
+        lines += ["Seeds side by side: the epoch each passed 0.8 at (– : not within its epochs run), final accuracy:",
+                  "", "| σ_w² | depth | " + " | ".join(f"seed {k}" for k in seeds) + " |",
+                  "|---:|---:|" + "---:|" * len(seeds)]
+        for r in out["seeds"]:
+            cell = {k: f"{'–' if v['passed_at'] is None else v['passed_at']} ({v['final_accuracy']:.3f})"
+                    for k, v in r["seeds"].items()}
+            lines.append(f"| {r['sigma_w2']:g} | {r['depth']} | " + " | ".join(cell.get(k, "") for k in seeds) + " |")
+        lines.append("")
     if out["trainings"]:
         lines += ["| σ_w² | depth | epochs run | passed 0.8 at | final accuracy | seconds |", "|---:|---:|---:|---:|---:|---:|"]
         for r in out["trainings"]:
@@ -277,7 +307,8 @@ def markdown(out: dict) -> str:
 def main(data: str = str(HERE / "data"), out_dir: str = str(HERE)) -> dict:
     od = Path(out_dir)
     od.mkdir(parents=True, exist_ok=True)
-    p, t = _load(Path(data), "probe"), _load(Path(data), "train")
+    p, t_all = _load(Path(data), "probe"), _load(Path(data), "train")
+    t = t_all[t_all["seed"] == 0] if len(t_all) else t_all  # the probes' seed; other seeds: seed_table
     probes = probe_table(p)
     truth = {thr: truth_table(t, thr) for thr in THRESHOLDS}
     cross = {thr: cross_table(probes, truth[thr]) for thr in THRESHOLDS}
@@ -293,7 +324,8 @@ def main(data: str = str(HERE / "data"), out_dir: str = str(HERE)) -> dict:
            "probes": probes,
            "truth_by_epochs": {str(k): v for k, v in truth.items()},
            "cross": {str(k): v for k, v in cross.items()},
-           "best_steps": {str(k): best_steps(v) for k, v in cross.items()}}
+           "best_steps": {str(k): best_steps(v) for k, v in cross.items()},
+           "seeds": seed_table(t_all, 0.8)}
     (od / "study.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
     (od / "tables.md").write_text(markdown(json.loads((od / "study.json").read_text())))
     if probes:

@@ -8,8 +8,8 @@ Writes next to this file:
   differential entropy, with the predicted boundary L*(σ_w²), 6·ξ_c and the critical line drawn over them);
 - heatmaps.png (reconent.analysis.heatmaps, the paper's style: a linear σ_w² axis, the same overlays);
 - study.json: per σ_w² the probe cutoff (exhaustive), the cutoff `eval_depths: search` would have found on
-  the same profile (its grid and refinement replayed), 6·ξ_c and χ₁ from mean-field theory, and the probe's
-  seconds.
+  the same profile (its grid and refinement replayed), the cutoff at every stored decoder budget (checkpoints) and
+  at rtol 0.005/0.01/0.02 (final profile), 6·ξ_c and χ₁ from mean-field theory, and the probe's seconds.
 """
 from __future__ import annotations
 
@@ -34,6 +34,16 @@ def cutoff_by_steps(row) -> dict:
     """{steps: cutoff} at every decoder budget the probe was read at (its checkpoints and its end)."""
     ks = sorted(set(frames.steps_list(row["checkpoint_steps"].iloc[0])) | {int(row["steps_run"].iloc[0])})
     return {k: int(frames.probe_cutoffs(row, steps=k, notes=[])["cutoff"].iloc[0]) for k in ks}
+
+
+RTOLS = (0.005, 0.01, 0.02)
+
+
+def cutoff_by_rtol(p) -> dict:
+    """{sigma_w2: {rtol: cutoff}} on the final, exhaustively evaluated profiles: how much of a cutoff is the choice of
+    rtol (the budgets study could only read other rtols on the `search` grid)."""
+    return {float(s): {str(t): int(frames.probe_cutoffs(p[p["sigma_w2"] == s], rtol=t, notes=[])["cutoff"].iloc[0])
+                       for t in RTOLS} for s in sorted(p["sigma_w2"].unique())}
 
 
 def boundary_by_steps(rows: list[dict], path: Path, old: Path) -> None:
@@ -76,6 +86,9 @@ def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
                      "search_layers_evaluated": n_eval, "six_xi_c": 6 * mf["xi_c"], "chi_1": mf["chi_1"],
                      "seconds": float(r["seconds"]), "train_seconds": float(r["train_seconds"]),
                      "cutoff_by_steps": cutoff_by_steps(p[p.index == r.name])})
+    by_rtol = cutoff_by_rtol(p) if all(v in ("all", None) for v in p.get("eval_depths", [None])) else {}
+    for r in rows:
+        r["cutoff_by_rtol"] = by_rtol.get(r["sigma_w2"], {})
     out = {"sweep": uri, "n": len(rows), "total_probe_seconds": float(p["seconds"].sum()),
            "first_start": str(p["started_at"].min()), "last_finish": str(p["finished_at"].max()),
            "search_agrees": sum(abs(r["cutoff"] - r["cutoff_search_replayed"]) <= max(1, 0.03 * r["cutoff"])
@@ -84,10 +97,14 @@ def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
     # spec_200.yaml (phase_diagram_200) the same names with the suffix _200
     tag = str(p["sweep"].iloc[0]).removeprefix("phase_diagram")
     (HERE / f"study{tag}.json").write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{'σ_w²':>5} {'cutoff':>6} {'search':>6} {'6ξ_c':>7} {'χ₁':>6} {'s':>6}")
+    ks = sorted({k for r in rows for k in r["cutoff_by_steps"]})
+    print(f"{'σ_w²':>5} {'cutoff':>6} {'search':>6} " + " ".join(f"{f'@{k}':>5}" for k in ks)
+          + " " + " ".join(f"{f'r{t:g}':>6}" for t in RTOLS) + f" {'6ξ_c':>7} {'χ₁':>6} {'s':>6}")
     for r in rows:
-        print(f"{r['sigma_w2']:>5.2f} {r['cutoff']:>6} {r['cutoff_search_replayed']:>6} {r['six_xi_c']:>7.1f} "
-              f"{r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
+        print(f"{r['sigma_w2']:>5.2f} {r['cutoff']:>6} {r['cutoff_search_replayed']:>6} "
+              + " ".join(f"{r['cutoff_by_steps'].get(k, '–'):>5}" for k in ks) + " "
+              + " ".join(f"{r['cutoff_by_rtol'].get(str(t), '–'):>6}" for t in RTOLS)
+              + f" {r['six_xi_c']:>7.1f} {r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
     if any(len(r["cutoff_by_steps"]) > 1 for r in rows):
         boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", HERE / "study_200.json")
