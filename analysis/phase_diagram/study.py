@@ -42,8 +42,8 @@ RTOLS = (0.005, 0.01, 0.02)
 def cutoff_by_rtol(p) -> dict:
     """{sigma_w2: {rtol: cutoff}} on the final, exhaustively evaluated profiles: how much of a cutoff is the choice of
     rtol (the budgets study could only read other rtols on the `search` grid)."""
-    return {float(s): {str(t): int(frames.probe_cutoffs(p[p["sigma_w2"] == s], rtol=t, notes=[])["cutoff"].iloc[0])
-                       for t in RTOLS} for s in sorted(p["sigma_w2"].unique())}
+    by = {t: frames.probe_cutoffs(p, rtol=t, notes=[]).set_index("sigma_w2")["cutoff"] for t in RTOLS}
+    return {float(s): {str(t): int(by[t][s]) for t in RTOLS} for s in by[RTOLS[0]].index}
 
 
 def boundary_by_steps(rows: list[dict], path: Path, old: Path) -> None:
