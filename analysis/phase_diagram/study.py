@@ -46,8 +46,8 @@ def cutoff_by_rtol(p) -> dict:
     return {float(s): {str(t): int(by[t][s]) for t in RTOLS} for s in by[RTOLS[0]].index}
 
 
-def boundary_by_steps(rows: list[dict], path: Path, old: Path) -> None:
-    """L*(σ_w²) at every stored budget, 6·ξ_c, and the old one-pass (`epochs: 1`) depth-200 sweep for comparison."""
+def boundary_by_steps(rows: list[dict], path: Path, old: Path | None) -> None:
+    """L*(σ_w²) at every stored budget, 6·ξ_c, and (at depth 200) the one-pass (`epochs: 1`) depth-200 sweep."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,15 +58,16 @@ def boundary_by_steps(rows: list[dict], path: Path, old: Path) -> None:
     for i, k in enumerate(sorted({k for r in rows for k in r["cutoff_by_steps"]})):
         ax.plot(sw, [r["cutoff_by_steps"].get(k, np.nan) for r in rows], marker="o", ms=3, color=f"C{i}",
                 label=f"probe, {k} steps")
-    if old.exists():
+    depth = rows[0]["depth"]
+    if depth == 200 and old is not None and old.exists():
         o = json.loads(old.read_text())["rows"]
         ax.plot([r["sigma_w2"] for r in o], [r["cutoff"] for r in o], "x", color="grey",
                 label="earlier sweep, epochs: 1 (63 steps), exhaustive evaluation")
     fine = np.linspace(min(sw), max(sw), 400)
     th = np.array([6 * theory.xi_c(x, 0.05) for x in fine])
     ax.plot(fine, np.where(th < 250, th, np.nan), "k--", lw=1, label="6·ξ_c")
-    ax.set(xlabel="σ_w²", ylabel="cutoff L* (layers)", ylim=(0, 210),
-           title="The probe's boundary at depth 200 against its decoder budget")
+    ax.set(xlabel="σ_w²", ylabel="cutoff L* (layers)", ylim=(0, depth + 10),
+           title=f"The probe's boundary at depth {depth} against its decoder budget")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -107,7 +108,7 @@ def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
               + f" {r['six_xi_c']:>7.1f} {r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
     if any(len(r["cutoff_by_steps"]) > 1 for r in rows):
-        boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", HERE / "study_200.json")
+        boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", None if tag == "_200" else HERE / "study_200.json")
     paper_heatmaps(p, HERE / f"heatmaps{tag}.png",
                    title=f"wide tanh MLP on mnist5k, σ_b² = 0.05: {len(rows)} probes of depth {rows[0]['depth']}")
     subprocess.run([str(Path(sys.executable).with_name("reconent")), "report", uri, "-o", str(HERE / f"report{tag}")],
