@@ -1,11 +1,11 @@
 """The check behind `eval_depths: search` (docs/performance.md, "Deep probes"): replay the search on every
 exhaustive profile we have and compare its cutoff with the exhaustive one.
 
-Profiles: the stored sweeps given (default: this study's depth-100 sweep and the boundary study's depth-40 probes,
-both `eval_depths: all`), plus the depth-200, 500-sample references of cutoff_table.json. A layer's
+Profiles: the stored sweeps given (default: this study's depth-100 sweep, its depth-200 sweep at 938 steps and the
+boundary study's depth-40 probes, all `eval_depths: all`), plus the depth-200, 500-sample references of cutoff_table.json. A layer's
 normalised median does not depend on which other layers ran, so the replay (`probe.search_replay`) is exact.
 Writes search_check.json next to this file; prints one line per profile. Run from the repository root:
-    .venv/bin/python analysis/phase_diagram/search_check.py [analysis/phase_diagram/data/phase_diagram analysis/boundary_mnist5k/data/boundary_mnist5k]
+    .venv/bin/python analysis/phase_diagram/search_check.py [STORE ...]
 """
 from __future__ import annotations
 
@@ -50,4 +50,5 @@ def main(stores: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["analysis/phase_diagram/data/phase_diagram", "analysis/boundary_mnist5k/data/boundary_mnist5k"])
+    main(sys.argv[1:] or ["analysis/phase_diagram/data/phase_diagram", "analysis/phase_diagram/data/phase_diagram_938",
+                          "analysis/boundary_mnist5k/data/boundary_mnist5k"])

@@ -53,11 +53,15 @@ def boundary_by_steps(rows: list[dict], path: Path, old: Path | None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5.4))
     sw = [r["sigma_w2"] for r in rows]
-    for i, k in enumerate(sorted({k for r in rows for k in r["cutoff_by_steps"]})):
+    ks = sorted({k for r in rows for k in r["cutoff_by_steps"]})
+    for i, k in enumerate(ks):
         ax.plot(sw, [r["cutoff_by_steps"].get(k, np.nan) for r in rows], marker="o", ms=3, color=f"C{i}",
                 label=f"probe, {k} steps")
+    loose = [r["cutoff_by_rtol"].get(str(RTOLS[-1]), np.nan) for r in rows]
+    if not all(np.isnan(loose)):  # the final profile read with a looser plateau rule: how much is rtol
+        ax.plot(sw, loose, ":", marker=".", color=f"C{len(ks) - 1}", label=f"probe, {ks[-1]} steps, rtol {RTOLS[-1]:g}")
     depth = rows[0]["depth"]
     if depth == 200 and old is not None and old.exists():
         o = json.loads(old.read_text())["rows"]
@@ -68,7 +72,7 @@ def boundary_by_steps(rows: list[dict], path: Path, old: Path | None) -> None:
     ax.plot(fine, np.where(th < 250, th, np.nan), "k--", lw=1, label="6·ξ_c")
     ax.set(xlabel="σ_w²", ylabel="cutoff L* (layers)", ylim=(0, depth + 10),
            title=f"The probe's boundary at depth {depth} against its decoder budget")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)  # below: no curve hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
