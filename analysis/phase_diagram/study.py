@@ -112,7 +112,8 @@ def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
               + f" {r['six_xi_c']:>7.1f} {r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
     if any(len(r["cutoff_by_steps"]) > 1 for r in rows):
-        boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", None if tag == "_200" else HERE / "study_200.json")
+        old = None if tag == "_200" else HERE / "study_200.json"  # the one-pass depth-200 sweep, to compare with
+        boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", old)
     paper_heatmaps(p, HERE / f"heatmaps{tag}.png",
                    title=f"wide tanh MLP on mnist5k, σ_b² = 0.05: {len(rows)} probes of depth {rows[0]['depth']}")
     subprocess.run([str(Path(sys.executable).with_name("reconent")), "report", uri, "-o", str(HERE / f"report{tag}")],
