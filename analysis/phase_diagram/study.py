@@ -47,7 +47,7 @@ def cutoff_by_rtol(p) -> dict:
 
 
 def boundary_by_steps(rows: list[dict], path: Path, old: Path | None) -> None:
-    """L*(σ_w²) at every stored budget, 6·ξ_c, and (at depth 200) the one-pass (`epochs: 1`) depth-200 sweep."""
+    """L*(σ_w²) at every stored budget, 6·ξ_c, and the one-pass (`epochs: 1`) sweep's cutoffs from `old` if given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +63,7 @@ def boundary_by_steps(rows: list[dict], path: Path, old: Path | None) -> None:
     if not all(np.isnan(loose)):  # the final profile read with a looser plateau rule: how much is rtol
         ax.plot(sw, loose, ":", marker=".", color=f"C{len(ks) - 1}", label=f"probe, {ks[-1]} steps, rtol {RTOLS[-1]:g}")
     depth = rows[0]["depth"]
-    if depth == 200 and old is not None and old.exists():
+    if old is not None and old.exists():
         o = json.loads(old.read_text())["rows"]
         ax.plot([r["sigma_w2"] for r in o], [r["cutoff"] for r in o], "x", color="grey",
                 label="earlier sweep, epochs: 1 (63 steps), exhaustive evaluation")
@@ -112,7 +112,8 @@ def main(uri: str = "analysis/phase_diagram/data/phase_diagram") -> None:
               + f" {r['six_xi_c']:>7.1f} {r['chi_1']:>6.3f} {r['seconds']:>6.0f}")
     print(f"search finds the exhaustive cutoff (±1 layer or ±3%) on {out['search_agrees']} of {len(rows)} profiles")
     if any(len(r["cutoff_by_steps"]) > 1 for r in rows):
-        old = None if tag == "_200" else HERE / "study_200.json"  # the one-pass depth-200 sweep, to compare with
+        # the one-pass depth-200 sweep, to compare a deeper-budget depth-200 sweep with
+        old = HERE / "study_200.json" if rows[0]["depth"] == 200 and tag != "_200" else None
         boundary_by_steps(rows, HERE / f"boundary_by_steps{tag}.png", old)
     paper_heatmaps(p, HERE / f"heatmaps{tag}.png",
                    title=f"wide tanh MLP on mnist5k, σ_b² = 0.05: {len(rows)} probes of depth {rows[0]['depth']}")
