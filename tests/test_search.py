@@ -284,7 +284,8 @@ def test_kill_driver_mid_search_then_rerun(tmp_path, procs):
     from reconent.sweep.run import run
 
     boundary = {"budget": 8, "depth": {"min": 1, "max": 12}, "resolution": 1}
-    # 6 epochs under the stop rule: a run that has not passed by epoch 5 is stopped there (min_epochs)
+    # 6 epochs under the stop rule: a run that has not passed by epoch 5 is stopped there (min_epochs; a flat
+    # curve's ⌈0.75 · 6⌉ is 5 too)
     train = {"points": {"boundary": boundary}, **TINY_TRAIN, "epochs": 6, "stop": "extrapolate"}
     path = tmp_path / "k.yaml"
     path.write_text(yaml.safe_dump(spec_dict("k", tmp_path / "store", boundary, train=train)))

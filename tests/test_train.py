@@ -84,11 +84,20 @@ def test_stop_rule_never_stops_a_slow_riser_that_passes_late(power):
     assert replay(wiggly, 100, 0.8) is None
 
 
-def test_stop_rule_stops_a_flat_curve_after_its_patience_and_a_plateau_below_the_threshold():
+def test_stop_rule_never_stops_a_late_take_off():
+    # shaped like the measured σ_w² 1.2, depth 55 (analysis/budgets): at chance (with noise up to 0.2) for 26
+    # epochs of 100, then a rise that passes 0.8 at epoch 56
+    curve = [0.1 + 0.1 * (e % 3 == 0) for e in range(1, 27)] + _ramp(0.25, 0.81, 30, 0.7)
+    assert len(curve) == 56 and curve[-1] > 0.8 and max(curve[:-1]) <= 0.8
+    assert replay(curve, 100, 0.8) is None
+    assert replay(curve, 60, 0.8) is None  # a smaller budget it still passes within
+
+
+def test_stop_rule_stops_a_flat_curve_late_and_a_plateau_below_the_threshold_early():
     flat = [0.1 + 0.005 * (-1) ** i for i in range(100)]
     s = replay(flat, 100, 0.8)
-    assert s is not None and s["epoch"] == 25 and s["bound"] <= 0.8  # a quarter of the budget, then stopped
-    assert replay(flat[:24], 100, 0.8) is None  # before the patience is spent: never
+    assert s is not None and s["epoch"] == 75 and s["bound"] <= 0.8  # three quarters of the budget, then stopped
+    assert replay(flat[:74], 100, 0.8) is None  # before the flat patience is spent: never
     plateau = [0.1 + 0.5 * (1 - math.exp(-e / 10)) for e in range(1, 101)]  # saturates at 0.6 < 0.8
     s = replay(plateau, 100, 0.8)
     assert s is not None and 25 <= s["epoch"] <= 60
@@ -111,9 +120,9 @@ def test_a_stopped_run_records_the_rule_in_its_row():
     p = point("train", "t", coords, settings)
     row = run_point(p)
     assert row["status"] == "ok" and row["stopped_early"] is True and row["reached"] is False
-    assert row["epochs_run"] == 5 < 8 and len(row["accuracy"]) == 5  # min_epochs: 5
+    assert row["epochs_run"] == 6 < 8 and len(row["accuracy"]) == 6  # a flat curve: ⌈0.75 · 8⌉ epochs
     assert row["stop_bound"] <= 0.8 and row["stop_rate"] >= 0
-    assert row["curve_steps"] == [4 * e for e in range(1, 6)] and row["steps_per_epoch"] == 4
+    assert row["curve_steps"] == [4 * e for e in range(1, 7)] and row["steps_per_epoch"] == 4
     assert row["curve_accuracy"] == row["accuracy"]
     plain = point("train", "t", coords, {**settings, "stop": "none"})
     old = point("train", "t", coords, {k: v for k, v in settings.items() if k not in ("eval_every", "stop")} | {

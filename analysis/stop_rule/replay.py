@@ -7,8 +7,8 @@ One command, on any directory of training results (a storage root with sweeps un
 
 Options: --epochs 50 100 200 replays at those budgets (a curve that ran E epochs speaks for every budget up to E);
 default each row's own budget. --threshold T replays at another threshold (default each row's own).
---patience/--safety/--margin/--window/--min-epochs change the rule's constants (to tune it; the defaults are
-`train.stop: extrapolate`).
+--patience/--flat-patience/--rise/--safety/--margin/--window/--min-epochs change the rule's constants (to tune it;
+the defaults are `train.stop: extrapolate`).
 
 What counts, per (row, budget E):
 - a run that passed the threshold by epoch E is *trainable*; the rule could only have stopped it before it passed,
@@ -115,12 +115,13 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, nargs="+", default=None, help="budgets to replay at (default: each row's)")
     ap.add_argument("--threshold", type=float, default=None, help="accuracy threshold (default: each row's)")
     d = Extrapolate()
-    for k in ("patience", "safety", "margin", "window"):
-        ap.add_argument(f"--{k}", type=float, default=getattr(d, k), help=f"Extrapolate.{k} (default {getattr(d, k)})")
+    for k in ("patience", "flat_patience", "rise", "safety", "margin", "window"):
+        ap.add_argument(f"--{k.replace('_', '-')}", type=float, default=getattr(d, k),
+                        help=f"Extrapolate.{k} (default {getattr(d, k):.3g})")
     ap.add_argument("--min-epochs", type=int, default=d.min_epochs, help=f"default {d.min_epochs}")
     a = ap.parse_args(argv)
-    rule = Extrapolate(patience=a.patience, min_epochs=a.min_epochs, window=a.window, safety=a.safety,
-                       margin=a.margin)
+    rule = Extrapolate(patience=a.patience, flat_patience=a.flat_patience, rise=a.rise, min_epochs=a.min_epochs,
+                       window=a.window, safety=a.safety, margin=a.margin)
     try:
         rows = curves(results.training(a.data))
     except results.NoResults as e:

@@ -8,17 +8,21 @@ same network would. The probe's prediction (the prior) is L* times a per-column 
 
 Cost (`train`): an epoch takes `epoch_seconds`·(1 + depth/10) seconds (a depth-10 network twice a depth-0 head);
 a trainable network stops at its crossing epoch, late the closer it sits to L* (budget·(d/L*)³, times a factor
-from 0.5 to 1.5); an untrainable one runs the budget, or, under a stop rule, stops between a quarter of the budget
-(the rule's patience: flat curves) and 60% of it (curves that rise to a plateau below the threshold). The rule
-errs as measured offline (`stop_error`, the flip rate of analysis/stop_rule/replay.py, whose goal is no flip far
-from the boundary): a trainable network in the noisy band just below L* whose crossing comes after the patience is
-stopped, and called untrainable, with that probability.
+from 0.5 to 1.5); an untrainable one runs the budget, or, under the stop rule (`train.stop: extrapolate`), stops
+between a quarter of the budget (its `patience`: a curve that rose to a plateau below the threshold) and three
+quarters (its `flat_patience`: a curve still at chance), uniformly. The rule errs as measured offline
+(`stop_error`, the flip rate of analysis/stop_rule/replay.py, whose goal is no flip far from the boundary): a
+trainable network in the noisy band just below L* whose crossing comes after the flat patience is stopped there,
+and called untrainable, with that probability.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from reconent.science import theory
+from reconent.science.budget import Extrapolate
+
+RULE = Extrapolate()  # the rule `train.stop: extrapolate` runs: its patiences bound where the oracle's runs stop
 
 
 class Oracle:
@@ -42,7 +46,7 @@ class Oracle:
         return bool((depth <= self.L[column]) != (u < self.flip_probability(column, depth)))
 
     def train(self, column: int, depth: int, seed: int = 0, epochs: int = 100, stop: bool = True,
-              stop_error: float = 0.02, patience: float = 0.25, epoch_seconds: float = 0.1) -> dict:
+              stop_error: float = 0.02, epoch_seconds: float = 0.1) -> dict:
         """One synthetic training: {"label", "seconds", "epochs_run", "stopped_early"} (the same every time)."""
         u = np.random.default_rng([self.seed, 3, column, depth, seed]).random(3)
         per_epoch = epoch_seconds * (1 + depth / 10)
@@ -51,9 +55,11 @@ class Oracle:
             x = min(1.0, depth / max(self.L[column], 1.0))
             run = int(np.clip(np.ceil(epochs * x ** 3 * (0.5 + u[0])), 1, epochs))
             near = self.L[column] - depth <= max(2.0, 0.05 * self.L[column])  # in the noisy band below L*
-            if stop and near and run > patience * epochs and u[1] < stop_error:  # the rule's error: a late riser
-                run = int(np.ceil(patience * epochs))
+            late = run > RULE.flat_patience * epochs
+            if stop and near and late and u[1] < stop_error:  # the rule's error: a late take-off
+                run = int(np.ceil(RULE.flat_patience * epochs))
                 return {"label": False, "seconds": per_epoch * run, "epochs_run": run, "stopped_early": True}
             return {"label": True, "seconds": per_epoch * run, "epochs_run": run, "stopped_early": False}
-        run = int(np.ceil(epochs * (patience + (0.6 - patience) * u[2]))) if stop else epochs
+        lo, hi = RULE.patience, RULE.flat_patience
+        run = int(np.ceil(epochs * (lo + (hi - lo) * u[2]))) if stop else epochs
         return {"label": False, "seconds": per_epoch * run, "epochs_run": run, "stopped_early": bool(stop)}
