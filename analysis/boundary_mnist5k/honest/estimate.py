@@ -12,7 +12,7 @@ Assumptions (each a guess from measured numbers; they are printed with the estim
 - a trainable run passes after 10 + (E - 10)·(d/L*)² epochs (the budgets study: shallow networks need 9-17 epochs to
   pass 0.8, one at its boundary nearly the whole budget); an untrainable one is ended by `train.stop: extrapolate`
   after a uniform 25-75% of the budget (the rule's two patiences, reconent.sweep.search.oracle.RULE; replayed on
-  the budgets study's curves at 50 epochs the rule saves only 27% of the untrainable epochs, analysis/stop_rule,
+  the budgets study's curves at 50 epochs the rule saves only 25% of the untrainable epochs, analysis/stop_rule,
   because at 50 epochs most untrainable runs are slow risers it rightly lets run);
 - labels flip near the boundary as in the bench's oracle (reconent.sweep.search.oracle);
 - the probe's prediction (the search's prior): the demonstration's 63-step cutoffs (analysis/boundary_mnist5k/README.md)
