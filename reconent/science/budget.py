@@ -92,9 +92,10 @@ class Extrapolate:
     the epoch-to-epoch noise of the accuracy. What no extrapolation can foresee is a curve flat at chance
     that takes off late, and on mnist5k at threshold 0.8 those are the networks at the boundary: deep ordered
     ones (σ_w² 1.2) sit at chance for 10-40 epochs (deeper: later) and the deepest chaotic ones that train for
-    up to 57, then pass 20-40 epochs later (analysis/budgets). So a flat curve gets three quarters of the budget (`flat_patience`),
-    and a curve that has risen, a quarter (`patience`): its plateau is what the extrapolation reads. A slow
-    riser that passes late keeps a rate that carries it over the threshold and is never stopped.
+    up to 57, then pass 20-40 epochs later (analysis/budgets). So a flat curve gets three quarters of the
+    budget (`flat_patience`), and a curve that has risen, a quarter (`patience`): its plateau is what the
+    extrapolation reads. A slow riser that passes late keeps a rate that carries it over the threshold and is
+    never stopped.
     analysis/stop_rule/replay.py replays the rule on stored full-budget curves: the verdicts it would flip and
     the epochs it saves.
     """
