@@ -3,7 +3,8 @@ exhaustive profile we have and compare its cutoff with the exhaustive one.
 
 Profiles: the stored sweeps given (default: this study's depth-100 sweep, its depth-200 sweep at 938 steps and the
 boundary study's depth-40 probes, all `eval_depths: all`), plus the depth-200, 500-sample references of
-cutoff_table.json. A layer's normalised median does not depend on which other layers ran, so the replay (`probe.search_replay`) is exact.
+cutoff_table.json. A layer's normalised median does not depend on which other layers ran, so the replay
+(`probe.search_replay`) is exact.
 Writes search_check.json next to this file; prints one line per profile. Run from the repository root:
     .venv/bin/python analysis/phase_diagram/search_check.py [STORE ...]
 """
