@@ -114,3 +114,32 @@ def test_replay_script_counts_flips_near_the_boundary_and_epochs_saved(tmp_path)
     # at 50 epochs the take-offs have not passed yet: untrainable there, so no flip, and nothing censored
     assert at50["runs"] == n and at50["flips"] == 0 and at50["untrainable"] == n - trainable + 3
     assert "flips 3 (6.7%, 0 far from the boundary)" in out.stdout
+    assert s["audit"] == {"stopped": 0, "reproduced": 0, "differs": []}
+
+
+def test_replay_script_audits_runs_a_rule_already_stopped(tmp_path):
+    """Stored runs the rule stopped: one the rule as it is stops at the same epoch (a flat curve, at 3E/4), one it
+    would not have stopped (the stall of σ_w² 0.8 at depth 5, stopped at 22 by the rule's second version)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from reconent.sweep.store import Store
+
+    stall = [0.144, 0.309, 0.429, 0.541, 0.597, 0.639, 0.664, 0.68, 0.692, 0.711, 0.725, 0.723, 0.734, 0.737, 0.74,
+             0.744, 0.745, 0.742, 0.743, 0.746, 0.741, 0.745]
+    store = Store(str(tmp_path / "data"), "honest")
+    for depth, curve, epochs in [(30, [0.1] * 38, 50), (5, stall, 50)]:
+        row = syn.train_row(0.8, depth, curve=curve, epochs=epochs, threshold=0.8, sweep="honest")
+        store.write_part("train", {**row, "stop": "extrapolate", "stopped_early": True, "stop_bound": 0.5,
+                                   "stop_rate": 0.0})
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "analysis/stop_rule/replay.py"), str(tmp_path / "data"),
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0, out.stderr
+    audit = json.loads((tmp_path / "out/summary.json").read_text())["audit"]
+    assert audit["stopped"] == 2 and audit["reproduced"] == 1
+    assert audit["differs"] == [{"sweep": "honest", "sigma_w2": 0.8, "depth": 5, "seed": 0, "stopped_at": 22,
+                                 "rule_now": None}]
+    assert "stops 1 of them at the same epoch" in out.stdout

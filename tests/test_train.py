@@ -5,7 +5,7 @@ import torch
 
 from reconent.science import data
 from reconent.science.archs.mlp import mlp
-from reconent.science.train import replay, train
+from reconent.science.train import Extrapolate, replay, train
 
 
 def test_training_reaches_threshold_and_stops_early():
@@ -91,6 +91,18 @@ def test_stop_rule_never_stops_a_late_take_off():
     assert len(curve) == 56 and curve[-1] > 0.8 and max(curve[:-1]) <= 0.8
     assert replay(curve, 100, 0.8) is None
     assert replay(curve, 60, 0.8) is None  # a smaller budget it still passes within
+
+
+def test_stop_rule_never_stops_a_risen_curve_that_stalls_then_rises_again():
+    # the measured curve of σ_w² 0.8, depth 5, seed 0 (analysis/boundary_mnist5k, stopcheck.yaml, `stop: none`):
+    # it stalls at 0.740-0.746 for eight epochs, then passes at epoch 34 of 50. A rate read over a fifth of the
+    # curve (window 0.2, the rule's first version) saw the stall as final and stopped it at epoch 22.
+    curve = [0.144, 0.309, 0.429, 0.541, 0.597, 0.639, 0.664, 0.68, 0.692, 0.711, 0.725, 0.723, 0.734, 0.737,
+             0.74, 0.744, 0.745, 0.742, 0.743, 0.746, 0.741, 0.745, 0.751, 0.757, 0.76, 0.767, 0.77, 0.776, 0.777,
+             0.782, 0.789, 0.797, 0.8, 0.804]
+    assert replay(curve, 50, 0.8) is None
+    s = replay(curve, 50, 0.8, Extrapolate(window=0.2))
+    assert s is not None and s["epoch"] == 22
 
 
 def test_stop_rule_stops_a_flat_curve_late_and_a_plateau_below_the_threshold_early():

@@ -3,7 +3,8 @@ many epochs it would save (issue 17; the rule is reconent.science.budget.Extrapo
 
 One command, on any directory of training results (a storage root with sweeps under it, or one sweep):
 
-    PYTHONPATH=. python analysis/stop_rule/replay.py analysis/budgets/data --out analysis/stop_rule/out
+    PYTHONPATH=. python analysis/stop_rule/replay.py analysis/budgets/data \
+        analysis/boundary_mnist5k/data/boundary_honest_stopcheck --out analysis/stop_rule/out
 
 Options: --epochs 50 100 200 replays at those budgets (a curve that ran E epochs speaks for every budget up to E);
 default each row's own budget. --threshold T replays at another threshold (default each row's own).
@@ -18,6 +19,9 @@ What counts, per (row, budget E):
 - a run that ran E epochs without passing is *untrainable*; the rule saves the epochs after its stop.
 - shorter curves that did not pass (stopped at a lower threshold, or a smaller budget) and diverged runs are left
   out (they say nothing about E). Rows already stopped by a rule are left out too: their curve is not full.
+- rows already stopped by `extrapolate` are *audited* instead: does the rule, as it is now, stop their stored curve
+  at the same epoch? A stored verdict the current rule would not reach is listed (`audit` in summary.json); the
+  bound it records is the one the rule had when the row was written (its `code_version`).
 Goals (issue 17): flips <= 2% of the runs, none far from the boundary; >= 50% of the untrainable runs' epochs saved.
 
 Writes `<out>/summary.json` (the figures, per budget) and `<out>/flips.csv` (every flipped run), and prints both.
@@ -72,6 +76,21 @@ def replay_rows(rows: pd.DataFrame, rule, epochs: int | None = None, threshold: 
     return pd.DataFrame(out)
 
 
+def audit(rows: pd.DataFrame, rule) -> dict:
+    """Rows a rule already stopped (`stop: extrapolate`): does `rule` stop their stored curve at the same epoch?"""
+    if "stopped_early" not in rows:
+        return {"stopped": 0, "reproduced": 0, "differs": []}
+    st = rows[rows["stopped_early"].eq(True) & rows["stop"].eq("extrapolate") & rows["status"].eq("ok")]
+    differs = []
+    for r in st.itertuples(index=False):
+        acc = [float(x) for x in r.accuracy]
+        s = replay(acc, int(r.epochs), float(r.threshold), rule)
+        if s is None or s["epoch"] != len(acc):
+            differs.append({"sweep": r.sweep, "sigma_w2": float(r.sigma_w2), "depth": int(r.depth),
+                            "seed": int(r.seed), "stopped_at": len(acc), "rule_now": None if s is None else s["epoch"]})
+    return {"stopped": int(len(st)), "reproduced": int(len(st) - len(differs)), "differs": differs}
+
+
 def summarise(rec: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
     """The figures at one budget, and the flips with their distance from the column's boundary."""
     if not len(rec):
@@ -110,7 +129,7 @@ def _max(v: pd.Series) -> float | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", help="a results directory: a storage root or one sweep (Parquet training rows)")
+    ap.add_argument("data", nargs="+", help="results directories: storage roots or sweeps (Parquet training rows)")
     ap.add_argument("--out", default=None, help="write summary.json and flips.csv here")
     ap.add_argument("--epochs", type=int, nargs="+", default=None, help="budgets to replay at (default: each row's)")
     ap.add_argument("--threshold", type=float, default=None, help="accuracy threshold (default: each row's)")
@@ -123,11 +142,16 @@ def main(argv=None) -> int:
     rule = Extrapolate(patience=a.patience, flat_patience=a.flat_patience, rise=a.rise, min_epochs=a.min_epochs,
                        window=a.window, safety=a.safety, margin=a.margin)
     try:
-        rows = curves(results.training(a.data))
+        stored = pd.concat([results.training(d) for d in a.data], ignore_index=True)
     except results.NoResults as e:
         print(f"replay: error: {e}", file=sys.stderr)
         return 2
-    summary = {"data": str(a.data), "rule": {"name": "extrapolate", **rule.__dict__}, "budgets": []}
+    rows = curves(stored)
+    summary = {"data": [str(d) for d in a.data], "rule": {"name": "extrapolate", **rule.__dict__},
+               "audit": audit(stored, rule), "budgets": []}
+    au = summary["audit"]
+    print(f"audit: {au['stopped']} stored runs stopped by extrapolate; the rule as it is now stops "
+          f"{au['reproduced']} of them at the same epoch" + (f"; differs on {au['differs']}" if au["differs"] else ""))
     all_flips = []
     for E in a.epochs or [None]:
         s, flips = summarise(replay_rows(rows, rule, E, a.threshold))
