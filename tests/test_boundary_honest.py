@@ -74,6 +74,9 @@ def test_compare_reads_brackets_seconds_agreement_and_the_goal_from_stored_rows(
     assert (g["trainings"], s["trainings"]) == (8, 5)
     assert (g["training_seconds"], s["training_seconds"]) == (1200.0, 440.0)
     assert g["stopped_early"] == 1 and s["stopped_early"] == 0
+    # depth × epochs run: the grid's 4+8+4 (2 epochs), 16+8+16+32 (10) and 32 (3); the search's 10+5+11 (2), 12+6 (10)
+    assert (g["layer_epochs"], s["layer_epochs"]) == (16 * 2 + 72 * 10 + 32 * 3, 26 * 2 + 18 * 10)
+    assert q["layer_epochs_ratio"] == pytest.approx(232 / 848)
     assert g["brackets"]["1.0"] | {"width": None} == {"lower": 8.0, "upper": 16.0, "censored": False,
                                                       "predicted": False, "width": None}
     assert [g["brackets"][k]["width"] for k in ("1.0", "2.0")] == [8.0, 4.0]

@@ -7,7 +7,8 @@ to DIR (default: out/ beside this script) as compare.json and compare.md:
 - per σ_w²: the probes' predicted L*, and the true L* of each study as a bracket lower … upper (`upper` the first
   untrainable depth, `lower` the deepest trainable one below it; analysis.true_boundary_by_epochs), its width
   upper - lower (the candidate depths for the deepest trainable one), and whether the two brackets overlap;
-- per study: trainings, training-seconds, runs stopped early, median bracket width, and the probe's agreement with the
+- per study: trainings, training-seconds, layer-epochs (depth × epochs run: the cost the machine's load does not
+  change), runs stopped early, median bracket width, and the probe's agreement with the
   trained verdicts (precision, recall, F1, accuracy over the scored trainings; analysis.analyse, the same probes for
   both);
 - the issue's goal as two ratios: search seconds / grid seconds (goal <= 0.5) and the search's median bracket width /
@@ -77,6 +78,8 @@ def study(probes: pd.DataFrame, trains: pd.DataFrame, threshold, epochs: int) ->
     stopped = t["stopped_early"].eq(True) if "stopped_early" in t else pd.Series(False, index=t.index)
     return {"trainings": int(len(t)), "training_seconds": float(t["seconds"].sum()),
             "stopped_early": int(stopped.sum()), "epochs_run": int(t["epochs_run"].sum()),
+            # seconds depend on the machine's load; depth x epochs run is the same cost without it
+            "layer_epochs": int((t["depth"] * t["epochs_run"]).sum()),
             "brackets": brackets(t, threshold, epochs),
             "violations": {round_sigma(w): int(v) for w, v in zip(a.boundaries["sigma_w2"],
                                                                   a.boundaries["n_violations"].fillna(0))},
@@ -133,6 +136,7 @@ def compare(data: Path, epochs: int | None = None, threshold: float | None = Non
     cols = finite(s["brackets"]) & finite(g["brackets"])
     sw, gw = median_width(s["brackets"], cols), median_width(g["brackets"], cols)
     ratios = {"seconds_ratio": _ratio(s["training_seconds"], g["training_seconds"]), "width_ratio": _ratio(sw, gw),
+              "layer_epochs_ratio": _ratio(s["layer_epochs"], g["layer_epochs"]),
               "search_median_width": sw, "grid_median_width": gw, "columns_both_bracket": len(cols)}
     ratios["goal_met"] = bool(ratios["seconds_ratio"] <= GOAL_SECONDS and ratios["width_ratio"] <= GOAL_WIDTH)
     sigmas = sorted(set(s["brackets"]) | set(g["brackets"]) | set(s["predicted"]))
@@ -184,6 +188,8 @@ def markdown(r: dict) -> str:
               f"| trainings | {g['trainings']} | {s['trainings']} |",
               f"| training-seconds | {_f(g['training_seconds'])} | {_f(s['training_seconds'])} |",
               f"| epochs run | {g['epochs_run']} | {s['epochs_run']} |",
+              f"| layer-epochs (depth × epochs run: the cost without the load) | {_f(g['layer_epochs'])} | "
+              f"{_f(s['layer_epochs'])} |",
               f"| stopped early (stop rule) | {g['stopped_early']} | {s['stopped_early']} |",
               f"| median bracket width, columns both bracket ({q['columns_both_bracket']}) | "
               f"{_f(q['grid_median_width'], 1)} | {_f(q['search_median_width'], 1)} |",
@@ -199,7 +205,8 @@ def markdown(r: dict) -> str:
         lines.append("| load average (1 min) median (min … max) | " + " | ".join(
             "–" if x is None else f"{x['median']:.1f} ({x['min']:.1f} … {x['max']:.1f})"
             for x in (r["load"]["grid"], r["load"]["search"])) + " |")
-    lines += ["", f"- search seconds / grid seconds = {_f(q['seconds_ratio'], 2)} (goal ≤ {GOAL_SECONDS})",
+    lines += ["", f"- search seconds / grid seconds = {_f(q['seconds_ratio'], 2)} (goal ≤ {GOAL_SECONDS}); "
+              f"layer-epochs: {_f(q['layer_epochs_ratio'], 2)}",
               f"- search median width / grid median width = {_f(q['width_ratio'], 2)} (goal ≤ {GOAL_WIDTH:.2f})",
               f"- goal met: {'yes' if q['goal_met'] else 'no'}", "",
               "The search after its first k trainings (by start):", "",
