@@ -5,6 +5,7 @@ One command, on any directory of training results (a storage root with sweeps un
 
     PYTHONPATH=. python analysis/stop_rule/replay.py analysis/budgets/data \
         analysis/boundary_mnist5k/data/boundary_honest_stopcheck analysis/boundary_mnist5k/data/boundary_honest \
+        analysis/boundary_mnist5k/data/boundary_honest_grid \
         --out analysis/stop_rule/out --epochs 100 50 20
 
 Options: --epochs 50 100 200 replays at those budgets (a curve that ran E epochs speaks for every budget up to E);
