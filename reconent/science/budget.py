@@ -96,9 +96,10 @@ class Extrapolate:
     budget (`flat_patience`), and a curve that has risen, a quarter (`patience`): its plateau is what the
     extrapolation reads. The rate is read over the second half of the curve so far (`window` 1/2), because a
     risen curve can stall for a while and rise again: σ_w² 0.8 at depth 5 (analysis/boundary_mnist5k) sits at
-    0.740-0.746 for eight epochs, then passes at epoch 34 of 50; read over a fifth of the curve (the first
-    version) the stall looked final and the run was stopped at epoch 22. A slow riser that passes late keeps a
-    rate that carries it over the threshold and is never stopped.
+    0.740-0.746 for eight epochs, then passes at epoch 34 of 50; read over the last fifth of the curve (an earlier
+    version) the stall looked final and the run was stopped at epoch 22. A stall longer than half the curve
+    still fools it (2 of 93 real runs at 50 epochs, both at the boundary: analysis/stop_rule). A slow riser that
+    passes late keeps a rate that carries it over the threshold and is never stopped.
     analysis/stop_rule/replay.py replays the rule on stored full-budget curves: the verdicts it would flip and
     the epochs it saves.
     """
