@@ -1,4 +1,5 @@
-"""Shared fixtures for the Ray tests: private Ray processes on loopback, ended by their PIDs.
+"""Shared fixtures: for the Ray tests, private Ray processes on loopback, ended by their PIDs; for the stop-rule
+tests, a measured accuracy curve (`stalled_curve`).
 
 Other people run Ray tests on the same machine at the same time, so nothing here may touch Ray
 processes it did not start: never `ray stop`, never kill by name. Every process a test starts is
@@ -218,3 +219,13 @@ def s3(moto_endpoint, monkeypatch):
     bucket = f"rn-{uuid.uuid4().hex[:12]}"
     pafs.S3FileSystem(endpoint_override=moto_endpoint, allow_bucket_creation=True).create_dir(bucket)
     return f"s3://{bucket}"
+
+
+@pytest.fixture
+def stalled_curve() -> list[float]:
+    """A measured accuracy curve that stalls and rises again: σ_w² 0.8, depth 5, seed 0, mnist5k, 50 epochs at 0.8
+    without a stop rule (analysis/boundary_mnist5k/honest/stopcheck.yaml). It sits at 0.740-0.746 for eight epochs
+    and passes at epoch 34; the stop rule's earlier version (rate over the last fifth) stopped it at epoch 22."""
+    return [0.144, 0.309, 0.429, 0.541, 0.597, 0.639, 0.664, 0.68, 0.692, 0.711, 0.725, 0.723, 0.734, 0.737, 0.74,
+            0.744, 0.745, 0.742, 0.743, 0.746, 0.741, 0.745, 0.751, 0.757, 0.76, 0.767, 0.77, 0.776, 0.777, 0.782,
+            0.789, 0.797, 0.8, 0.804]

@@ -117,7 +117,7 @@ def test_replay_script_counts_flips_near_the_boundary_and_epochs_saved(tmp_path)
     assert s["audit"] == {"stopped": 0, "reproduced": 0, "differs": []}
 
 
-def test_replay_script_audits_runs_a_rule_already_stopped(tmp_path):
+def test_replay_script_audits_runs_a_rule_already_stopped(tmp_path, stalled_curve):
     """Stored runs the rule stopped: one the rule as it is stops at the same epoch (a flat curve, at 3E/4), one it
     would not have stopped (the stall of σ_w² 0.8 at depth 5, stopped at 22 by the rule's second version)."""
     import json
@@ -127,8 +127,7 @@ def test_replay_script_audits_runs_a_rule_already_stopped(tmp_path):
 
     from reconent.sweep.store import Store
 
-    stall = [0.144, 0.309, 0.429, 0.541, 0.597, 0.639, 0.664, 0.68, 0.692, 0.711, 0.725, 0.723, 0.734, 0.737, 0.74,
-             0.744, 0.745, 0.742, 0.743, 0.746, 0.741, 0.745]
+    stall = stalled_curve[:22]  # as stored by the version that stopped it at epoch 22
     store = Store(str(tmp_path / "data"), "honest")
     for depth, curve, epochs in [(30, [0.1] * 38, 50), (5, stall, 50)]:
         row = syn.train_row(0.8, depth, curve=curve, epochs=epochs, threshold=0.8, sweep="honest")

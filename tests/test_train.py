@@ -93,15 +93,11 @@ def test_stop_rule_never_stops_a_late_take_off():
     assert replay(curve, 60, 0.8) is None  # a smaller budget it still passes within
 
 
-def test_stop_rule_never_stops_a_risen_curve_that_stalls_then_rises_again():
-    # the measured curve of σ_w² 0.8, depth 5, seed 0 (analysis/boundary_mnist5k, stopcheck.yaml, `stop: none`):
-    # it stalls at 0.740-0.746 for eight epochs, then passes at epoch 34 of 50. A rate read over a fifth of the
-    # curve (window 0.2, the rule's first version) saw the stall as final and stopped it at epoch 22.
-    curve = [0.144, 0.309, 0.429, 0.541, 0.597, 0.639, 0.664, 0.68, 0.692, 0.711, 0.725, 0.723, 0.734, 0.737,
-             0.74, 0.744, 0.745, 0.742, 0.743, 0.746, 0.741, 0.745, 0.751, 0.757, 0.76, 0.767, 0.77, 0.776, 0.777,
-             0.782, 0.789, 0.797, 0.8, 0.804]
-    assert replay(curve, 50, 0.8) is None
-    s = replay(curve, 50, 0.8, Extrapolate(window=0.2))
+def test_stop_rule_never_stops_a_risen_curve_that_stalls_then_rises_again(stalled_curve):
+    # a measured curve (conftest): a rate read over the last fifth of the curve (window 0.2, the rule's earlier
+    # version) saw the stall as final and stopped it at epoch 22
+    assert replay(stalled_curve, 50, 0.8) is None
+    s = replay(stalled_curve, 50, 0.8, Extrapolate(window=0.2))
     assert s is not None and s["epoch"] == 22
 
 
